@@ -1,0 +1,298 @@
+//! Messages between nodes and their wire form.
+//!
+//! The wire form of a message is the postcard encoding of [`Message`]. Entries are borrowed
+//! from the buffer being decoded, so decoding allocates nothing and copies no payload.
+//!
+//! Append messages are encoded by [`AppendWriter`] one entry at a time, straight from storage
+//! into the outbox. That relies on two facts of postcard's format, checked by the tests below:
+//! a struct or tuple is the concatenation of its fields, and a sequence is a varint count
+//! followed by its elements (the count is one byte because
+//! [`ENTRIES_PER_MESSAGE_MAX`] < 128, asserted in `limits`).
+
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DecodeError;
+use crate::limits::{ENTRIES_PER_MESSAGE_MAX, ENTRY_DATA_BYTES_MAX, MESSAGE_BYTES_MAX};
+use crate::types::{Entry, Index, NodeId, Term};
+
+/// A message from one node to another, for one term.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message<'a> {
+    /// Sender.
+    pub from: NodeId,
+    /// Receiver.
+    pub to: NodeId,
+    /// Sender's term (for a pre-vote request: the term it would campaign in).
+    pub term: Term,
+    /// What the message says.
+    #[serde(borrow)]
+    pub body: Body<'a>,
+}
+
+/// The kinds of message. New kinds are only ever added at the end, so old encodings keep
+/// their meaning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body<'a> {
+    /// Leader → follower: entries after `prev_index` (§5.3). Must stay the first variant: the
+    /// incremental encoder writes its tag (0) by hand.
+    Append {
+        /// Index of the entry just before `entries`.
+        prev_index: Index,
+        /// Term of that entry (the consistency check).
+        prev_term: Term,
+        /// Leader's commit index.
+        commit: Index,
+        /// The entries, consecutive from `prev_index + 1`.
+        #[serde(borrow)]
+        entries: Vec<Entry<'a>, ENTRIES_PER_MESSAGE_MAX>,
+    },
+    /// Follower → leader: the answer to an append.
+    AppendResponse {
+        /// True if the entries now match up to `index`.
+        success: bool,
+        /// On success, the last index known to match; on rejection, the `prev_index` rejected.
+        index: Index,
+        /// On rejection, the fast-backtracking hint: the leader should retry at or below
+        /// `hint_index`, and skip all of its entries of `hint_term` after it (0 = no term hint).
+        hint_index: Index,
+        /// See `hint_index`.
+        hint_term: Term,
+    },
+    /// Candidate → all: a vote request (§5.2) or, with `pre`, a pre-vote request (§9.6).
+    Vote {
+        /// Pre-vote round: nobody changes term or vote.
+        pre: bool,
+        /// Index of the candidate's last entry (§5.4.1).
+        last_index: Index,
+        /// Term of the candidate's last entry.
+        last_term: Term,
+        /// Sent because of a leadership transfer: receivers ignore their leader lease.
+        transfer: bool,
+    },
+    /// The answer to a vote or pre-vote request.
+    VoteResponse {
+        /// Answer to a pre-vote request.
+        pre: bool,
+        /// The vote is granted.
+        granted: bool,
+    },
+    /// Leader → follower: I am still leader; here is the commit index (§5.2, as TinyKV keeps
+    /// heartbeats separate from appends). `context` tags a ReadIndex confirmation round.
+    Heartbeat {
+        /// Leader's commit index, capped by what the follower is known to hold.
+        commit: Index,
+        /// ReadIndex round this heartbeat confirms (0 = none).
+        context: u64,
+    },
+    /// Follower → leader: heartbeat acknowledged.
+    HeartbeatResponse {
+        /// Echo of the heartbeat's `context`.
+        context: u64,
+        /// Follower's last log index, so the leader can notice a follower that fell behind.
+        last_index: Index,
+    },
+    /// Leader → transfer target: campaign now, without waiting for an election timeout (§3.10).
+    TimeoutNow,
+}
+
+impl<'a> Message<'a> {
+    /// Decodes a message from `bytes`, borrowing entry payloads from them.
+    ///
+    /// Refuses (never panics on) anything longer than [`MESSAGE_BYTES_MAX`], anything that is
+    /// not exactly one well-formed message, and messages that break a bound: a zero sender, an
+    /// entry larger than [`ENTRY_DATA_BYTES_MAX`], or entries that are not consecutive from
+    /// `prev_index + 1`.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MESSAGE_BYTES_MAX {
+            return Err(DecodeError::TooLong);
+        }
+        let (msg, rest): (Message<'a>, _) =
+            postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Malformed);
+        }
+        msg.validate()?;
+        Ok(msg)
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.from == 0 || self.to == 0 {
+            return Err(DecodeError::Invalid("node id 0"));
+        }
+        if let Body::Append {
+            prev_index,
+            entries,
+            ..
+        } = &self.body
+        {
+            for (i, e) in entries.iter().enumerate() {
+                if e.data.len() > ENTRY_DATA_BYTES_MAX {
+                    return Err(DecodeError::Invalid("entry larger than ENTRY_DATA_BYTES_MAX"));
+                }
+                if Some(e.index) != prev_index.checked_add(i as u64 + 1) {
+                    return Err(DecodeError::Invalid("entries not consecutive"));
+                }
+                if e.term > self.term {
+                    return Err(DecodeError::Invalid("entry term above message term"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the message into `buf`, returning the number of bytes written, or `None` if
+    /// it does not fit.
+    pub fn encode(&self, buf: &mut [u8]) -> Option<usize> {
+        postcard::to_slice(self, buf).ok().map(|b| b.len())
+    }
+}
+
+/// Writes an append message into a buffer one entry at a time.
+pub(crate) struct AppendWriter<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    count_at: usize,
+    count: usize,
+}
+
+impl<'b> AppendWriter<'b> {
+    /// Starts an append message; `None` if even the header does not fit.
+    pub(crate) fn begin(
+        buf: &'b mut [u8],
+        head: (NodeId, NodeId, Term),
+        prev_index: Index,
+        prev_term: Term,
+        commit: Index,
+    ) -> Option<Self> {
+        // Variant tag 0 is `Body::Append`.
+        let fields = (head.0, head.1, head.2, 0u32, prev_index, prev_term, commit);
+        let len = postcard::to_slice(&fields, &mut *buf).ok()?.len();
+        if len >= buf.len() {
+            return None;
+        }
+        buf[len] = 0;
+        Some(Self {
+            buf,
+            len: len + 1,
+            count_at: len,
+            count: 0,
+        })
+    }
+
+    /// Adds one entry; `false` (and nothing written) if it does not fit or the message already
+    /// holds [`ENTRIES_PER_MESSAGE_MAX`] entries.
+    pub(crate) fn push(&mut self, e: &Entry<'_>) -> bool {
+        if self.count >= ENTRIES_PER_MESSAGE_MAX {
+            return false;
+        }
+        match postcard::to_slice(e, &mut self.buf[self.len..]) {
+            Ok(w) => {
+                self.len += w.len();
+                self.count += 1;
+                self.buf[self.count_at] = self.count as u8;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Entries written so far.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Finishes the message; returns its length.
+    pub(crate) fn finish(self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::EntryKind;
+
+    fn entry(index: Index, data: &[u8]) -> Entry<'_> {
+        Entry {
+            term: 3,
+            index,
+            kind: EntryKind::Normal,
+            data,
+        }
+    }
+
+    #[test]
+    fn incremental_append_matches_postcard_encoding() {
+        let mut buf = [0u8; 512];
+        let mut w = AppendWriter::begin(&mut buf, (1, 2, 3), 7, 2, 5).unwrap();
+        assert!(w.push(&entry(8, b"hello")));
+        assert!(w.push(&entry(9, b"")));
+        let n = w.finish();
+        let m = Message::decode(&buf[..n]).unwrap();
+        let mut entries = Vec::new();
+        entries.push(entry(8, b"hello")).unwrap();
+        entries.push(entry(9, b"")).unwrap();
+        let expect = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: Body::Append {
+                prev_index: 7,
+                prev_term: 2,
+                commit: 5,
+                entries,
+            },
+        };
+        assert_eq!(m, expect);
+        let mut buf2 = [0u8; 512];
+        let n2 = expect.encode(&mut buf2).unwrap();
+        assert_eq!(&buf[..n], &buf2[..n2]);
+    }
+
+    #[test]
+    fn writer_refuses_what_does_not_fit() {
+        let mut buf = [0u8; 24];
+        let mut w = AppendWriter::begin(&mut buf, (1, 2, 3), 0, 0, 0).unwrap();
+        assert!(!w.push(&entry(1, &[7u8; 32])));
+        assert_eq!(w.count(), 0);
+        let n = w.finish();
+        assert!(Message::decode(&buf[..n]).is_ok());
+    }
+
+    #[test]
+    fn decode_rejects_bad_input() {
+        assert_eq!(Message::decode(&[]), Err(DecodeError::Malformed));
+        assert_eq!(Message::decode(&[0xff; 40]), Err(DecodeError::Malformed));
+        let big = [0u8; MESSAGE_BYTES_MAX + 1];
+        assert_eq!(Message::decode(&big), Err(DecodeError::TooLong));
+        // Trailing garbage after a valid message.
+        let m = Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: Body::TimeoutNow,
+        };
+        let mut buf = [0u8; 64];
+        let n = m.encode(&mut buf).unwrap();
+        assert!(Message::decode(&buf[..n]).is_ok());
+        assert_eq!(Message::decode(&buf[..n + 1]), Err(DecodeError::Malformed));
+        // Non-consecutive entries.
+        let mut w = AppendWriter::begin(&mut buf, (1, 2, 3), 0, 0, 0).unwrap();
+        assert!(w.push(&entry(1, b"a")));
+        assert!(w.push(&entry(3, b"b")));
+        let n = w.finish();
+        assert!(matches!(Message::decode(&buf[..n]), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn every_truncation_is_refused_without_panic() {
+        let mut buf = [0u8; 256];
+        let mut w = AppendWriter::begin(&mut buf, (1, 2, 3), 0, 0, 0).unwrap();
+        assert!(w.push(&entry(1, b"abc")));
+        let n = w.finish();
+        for cut in 0..n {
+            assert!(Message::decode(&buf[..cut]).is_err(), "prefix {cut} decoded");
+        }
+    }
+}

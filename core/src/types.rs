@@ -1,0 +1,155 @@
+//! Plain data shared by every layer: ids, terms, indexes, log entries, hard state, membership.
+
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::limits::VOTERS_MAX;
+
+/// Identifies a node. Zero is never a valid id (it stands for "nobody" on the wire).
+pub type NodeId = u64;
+/// A Raft term (§5.1).
+pub type Term = u64;
+/// A position in the replicated log; the first entry has index 1, index 0 is "before the log".
+pub type Index = u64;
+
+/// What a log entry carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum EntryKind {
+    /// Application data for the state machine. An empty one is the leader's no-op (§5.4.2).
+    Normal = 0,
+    /// A membership change (reserved for configuration changes; never given to the state machine).
+    Config = 1,
+}
+
+impl EntryKind {
+    /// Decodes the one-byte form used by storage formats; `None` for unknown bytes.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Normal),
+            1 => Some(Self::Config),
+            _ => None,
+        }
+    }
+}
+
+/// A log entry, borrowing its payload from wherever it lives (a storage arena, a received
+/// datagram, the unstable log). Nothing in the core copies payloads except into its bounded
+/// buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry<'a> {
+    /// Term of the leader that created the entry.
+    pub term: Term,
+    /// Position in the log.
+    pub index: Index,
+    /// What the payload means.
+    pub kind: EntryKind,
+    /// The payload (at most [`crate::limits::ENTRY_DATA_BYTES_MAX`] bytes).
+    #[serde(borrow)]
+    pub data: &'a [u8],
+}
+
+impl Entry<'_> {
+    /// True for the empty entry a new leader appends to commit entries of earlier terms.
+    pub fn is_noop(&self) -> bool {
+        self.kind == EntryKind::Normal && self.data.is_empty()
+    }
+}
+
+/// The state a node must persist before it answers a message (§5, Figure 2 "persistent state").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    /// Latest term this node has seen.
+    pub term: Term,
+    /// Candidate voted for in `term`, if any.
+    pub vote: Option<NodeId>,
+    /// Highest index known committed. Persisting it is an optimisation (faster apply after
+    /// restart), not a safety requirement.
+    pub commit: Index,
+}
+
+/// The voters (and learners) of the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// Nodes whose votes and acknowledgements count towards a quorum.
+    pub voters: Vec<NodeId, VOTERS_MAX>,
+    /// Nodes that receive the log but do not vote.
+    pub learners: Vec<NodeId, VOTERS_MAX>,
+}
+
+impl Membership {
+    /// A membership of the given voters; `Err` hands the list back when it holds more than
+    /// [`VOTERS_MAX`] ids, a zero id or a duplicate.
+    pub fn from_voters(ids: &[NodeId]) -> Result<Self, crate::Error> {
+        let mut voters = Vec::new();
+        for &id in ids {
+            if id == 0 || voters.contains(&id) {
+                return Err(crate::Error::InvalidConfig("voter ids must be non-zero and distinct"));
+            }
+            voters
+                .push(id)
+                .map_err(|_| crate::Error::InvalidConfig("more voters than VOTERS_MAX"))?;
+        }
+        Ok(Self {
+            voters,
+            learners: Vec::new(),
+        })
+    }
+
+    /// True if `id` votes.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    /// True if `id` is a voter or a learner.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// Votes needed for a majority of the voters.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}
+
+/// Describes a snapshot: the last log position it covers and the membership at that point.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// Index of the last entry the snapshot covers.
+    pub index: Index,
+    /// Term of that entry.
+    pub term: Term,
+    /// Membership as of `index`.
+    pub membership: Membership,
+}
+
+/// What a node has in durable storage when it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InitialState {
+    /// The persisted hard state.
+    pub hard_state: HardState,
+    /// The membership from the latest snapshot or configuration entry, if any was persisted.
+    pub membership: Option<Membership>,
+}
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asking for pre-votes (dissertation §9.6); has not bumped its term.
+    PreCandidate,
+    /// Asking for votes in a term it started.
+    Candidate,
+    /// Leads the current term.
+    Leader,
+}
+
+/// State that changes often and need not be persisted: who leads and in what role we are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftState {
+    /// The leader this node knows of, if any.
+    pub leader: Option<NodeId>,
+    /// This node's role.
+    pub role: Role,
+}

@@ -1,0 +1,1 @@
+//! std adapters for tinyraft (being written).
