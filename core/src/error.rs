@@ -79,8 +79,12 @@ pub enum ProposeErrorKind {
 impl fmt::Display for ProposeErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProposeErrorKind::NotLeader { leader: Some(l) } => write!(f, "not the leader (try {l})"),
-            ProposeErrorKind::NotLeader { leader: None } => f.write_str("not the leader (none known)"),
+            ProposeErrorKind::NotLeader { leader: Some(l) } => {
+                write!(f, "not the leader (try {l})")
+            }
+            ProposeErrorKind::NotLeader { leader: None } => {
+                f.write_str("not the leader (none known)")
+            }
             ProposeErrorKind::Full => f.write_str("proposal buffer full"),
             ProposeErrorKind::TooLarge => f.write_str("payload larger than ENTRY_DATA_BYTES_MAX"),
             ProposeErrorKind::Transferring => f.write_str("leadership transfer in progress"),

@@ -53,7 +53,10 @@ pub const MESSAGE_BYTES_MIN: usize =
     ENTRY_DATA_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX + MESSAGE_OVERHEAD_BYTES_MAX;
 
 const _: () = {
-    assert!(ENTRIES_PER_MESSAGE_MAX < 128, "entry count must be a one-byte varint");
+    assert!(
+        ENTRIES_PER_MESSAGE_MAX < 128,
+        "entry count must be a one-byte varint"
+    );
     assert!(VOTERS_MAX <= PEERS_MAX);
     assert!(MESSAGE_BYTES_MIN <= MESSAGE_BYTES_MAX);
     assert!(INFLIGHT_MAX >= 1);

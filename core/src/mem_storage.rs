@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(s.last_index(), 3);
         assert_eq!(s.term(3), Ok(2));
         assert_eq!(s.term(4).unwrap_err().kind(), StorageErrorKind::Unavailable);
-        assert_eq!(s.append(e(9, 2, b"")).unwrap_err().kind(), StorageErrorKind::Unavailable);
+        assert_eq!(
+            s.append(e(9, 2, b"")).unwrap_err().kind(),
+            StorageErrorKind::Unavailable
+        );
     }
 
     #[test]
@@ -216,7 +219,10 @@ mod tests {
         while s.append(e(i, 1, b"x")).is_ok() {
             i += 1;
         }
-        assert_eq!(s.append(e(i, 1, b"x")).unwrap_err().kind(), StorageErrorKind::Full);
+        assert_eq!(
+            s.append(e(i, 1, b"x")).unwrap_err().kind(),
+            StorageErrorKind::Full
+        );
         let meta = s.snapshot_meta();
         s.compact(2, &meta).unwrap();
         s.append(e(i, 1, b"x")).unwrap();

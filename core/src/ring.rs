@@ -273,7 +273,8 @@ mod tests {
         let mut r: EntryRing<100, 8> = EntryRing::new(1);
         for i in 0..1000u64 {
             let data = [i as u8; 11];
-            r.push(i, EntryKind::Normal, &data[..(i % 12) as usize]).unwrap();
+            r.push(i, EntryKind::Normal, &data[..(i % 12) as usize])
+                .unwrap();
             if r.len() > 2 {
                 r.discard_through(r.first_index());
             }

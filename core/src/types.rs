@@ -84,7 +84,9 @@ impl Membership {
         let mut voters = Vec::new();
         for &id in ids {
             if id == 0 || voters.contains(&id) {
-                return Err(crate::Error::InvalidConfig("voter ids must be non-zero and distinct"));
+                return Err(crate::Error::InvalidConfig(
+                    "voter ids must be non-zero and distinct",
+                ));
             }
             voters
                 .push(id)

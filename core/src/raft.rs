@@ -1,0 +1,844 @@
+//! The Raft protocol proper: roles, elections, replication, commitment and ReadIndex.
+//!
+//! `Raft` reacts to three inputs — a tick, a message, a proposal — by changing its state and
+//! queueing messages in its outbox. It never performs I/O; [`crate::RawNode`] decides when the
+//! queued state is persisted and the messages released.
+
+use heapless::{Deque, Vec};
+
+use crate::config::Config;
+use crate::error::{Error, ProposeError, ProposeErrorKind};
+use crate::limits::{ENTRY_DATA_BYTES_MAX, PEERS_MAX, READS_PENDING_MAX};
+use crate::log::RaftLog;
+use crate::message::{AppendWriter, Body, Message};
+use crate::outbox::Outbox;
+use crate::progress::{Progress, ProgressState};
+use crate::quorum::{majority_index, vote_result, VoteResult};
+use crate::rng::Rng;
+use crate::storage::{Storage, StorageErrorKind};
+use crate::types::{EntryKind, HardState, Index, Membership, NodeId, Role, SoftState, Term};
+
+/// A linearizable read that may now be served: once the state machine has applied
+/// `index`, reading it reflects every write acknowledged before the read was requested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The caller's id for the read request.
+    pub request: u64,
+    /// Apply at least up to here before serving the read.
+    pub index: Index,
+}
+
+/// Why a read request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// Only the leader serves reads; this is the one this node knows of.
+    NotLeader {
+        /// The known leader, if any.
+        leader: Option<NodeId>,
+    },
+    /// [`READS_PENDING_MAX`] reads are already waiting.
+    Full,
+}
+
+/// Counters of things the node did not do, for operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages not queued because the outbox was full (treated as lost on the network).
+    pub outbox_dropped: u64,
+    /// Received messages ignored: stale, from a non-member, addressed elsewhere, or invalid.
+    pub messages_ignored: u64,
+    /// Elections (including pre-vote rounds) this node started.
+    pub campaigns: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    request: u64,
+    index: Index,
+    /// Heartbeat context current when the read arrived; a quorum must ack a later one.
+    after: u64,
+}
+
+/// The protocol state of one node.
+pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
+    pub(crate) cfg: Config,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) log: RaftLog<S, UNSTABLE>,
+    pub(crate) membership: Membership,
+    /// One entry per member (self included) while leader; empty otherwise.
+    pub(crate) progress: Vec<Progress, PEERS_MAX>,
+    votes: Vec<(NodeId, bool), PEERS_MAX>,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_timeout: u32,
+    rng: Rng,
+    pub(crate) outbox: Outbox<OUT>,
+    /// New entries wait to be packed into appends at the next `ready()` (proposal batching).
+    broadcast_pending: bool,
+    /// Logical clock: ticks since start.
+    ticks: u64,
+    /// Heartbeat rounds started within the current tick (low 16 bits of a context).
+    round_seq: u16,
+    /// Context of the latest heartbeat round: `ticks << 16 | round_seq`, strictly increasing.
+    last_context: u64,
+    pending_reads: Deque<PendingRead, READS_PENDING_MAX>,
+    pub(crate) read_states: Vec<ReadState, READS_PENDING_MAX>,
+    pub(crate) stats: Stats,
+}
+
+impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
+    pub(crate) fn new(cfg: Config, storage: S) -> Result<Self, Error<S::Error>> {
+        cfg.validate(OUT).map_err(|e| match e {
+            Error::InvalidConfig(w) => Error::InvalidConfig(w),
+            _ => Error::InvalidConfig("configuration"),
+        })?;
+        let init = storage.initial_state().map_err(Error::Storage)?;
+        let membership = init.membership.unwrap_or_else(|| cfg.bootstrap.clone());
+        let HardState { term, vote, commit } = init.hard_state;
+        let mut raft = Self {
+            term,
+            vote,
+            role: Role::Follower,
+            leader: None,
+            log: RaftLog::new(storage, commit),
+            membership,
+            progress: Vec::new(),
+            votes: Vec::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: cfg.election_ticks,
+            rng: Rng::new(cfg.seed),
+            outbox: Outbox::new(),
+            broadcast_pending: false,
+            ticks: 0,
+            round_seq: 0,
+            last_context: 0,
+            pending_reads: Deque::new(),
+            read_states: Vec::new(),
+            stats: Stats::default(),
+            cfg,
+        };
+        raft.become_follower(term, None);
+        Ok(raft)
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+
+    pub(crate) fn soft_state(&self) -> SoftState {
+        SoftState {
+            leader: self.leader,
+            role: self.role,
+        }
+    }
+
+    fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// A voter may campaign; a learner or a removed node may not.
+    fn promotable(&self) -> bool {
+        self.membership.is_voter(self.id())
+    }
+
+    pub(crate) fn has_pending_broadcast(&self) -> bool {
+        self.broadcast_pending
+    }
+
+    /// Campaigns now (a voter that is not leader), with pre-vote if configured.
+    pub(crate) fn start_campaign(&mut self) {
+        if self.promotable() && self.role != Role::Leader {
+            let pre = self.cfg.pre_vote;
+            self.campaign(pre, false);
+        }
+    }
+
+    // ----- role changes -------------------------------------------------------------------
+
+    fn reset(&mut self, term: Term) {
+        if term != self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.leader = None;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomized_timeout = self
+            .rng
+            .range(self.cfg.election_ticks, 2 * self.cfg.election_ticks);
+        self.votes.clear();
+        self.progress.clear();
+        self.pending_reads.clear();
+        self.broadcast_pending = false;
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        self.reset(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+    }
+
+    fn become_pre_candidate(&mut self) {
+        // A pre-candidate changes neither its term nor its vote (§9.6).
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::PreCandidate;
+    }
+
+    fn become_candidate(&mut self) {
+        let term = self.term + 1;
+        self.reset(term);
+        self.vote = Some(self.id());
+        self.role = Role::Candidate;
+    }
+
+    fn become_leader(&mut self) {
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        let next = self.log.last_index() + 1;
+        let members = self
+            .membership
+            .voters
+            .iter()
+            .chain(self.membership.learners.iter());
+        for &id in members {
+            let mut pr = Progress::new(id, next);
+            if id == self.cfg.id {
+                pr.matched = self.log.persisted_index();
+                pr.become_replicate();
+                pr.recent_active = true;
+            }
+            // Capacity: voters and learners are each bounded by VOTERS_MAX <= PEERS_MAX / 2.
+            let _ = self.progress.push(pr);
+        }
+        // §5.4.2: commit entries of earlier terms by committing one of our own.
+        let noop_fits = self.log.append(self.term, EntryKind::Normal, &[]).is_ok();
+        debug_assert!(noop_fits || self.log.unstable_len() > 0);
+        self.broadcast_pending = true;
+        self.maybe_commit();
+    }
+
+    fn campaign(&mut self, pre: bool, transfer: bool) {
+        self.stats.campaigns += 1;
+        let msg_term = if pre {
+            self.become_pre_candidate();
+            self.term + 1
+        } else {
+            self.become_candidate();
+            self.term
+        };
+        let me = self.id();
+        if self.record_vote(me, true) == VoteResult::Won {
+            return self.won(pre);
+        }
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let voters = self.membership.voters.clone();
+        for &to in voters.iter().filter(|&&v| v != me) {
+            let body = Body::Vote {
+                pre,
+                last_index,
+                last_term,
+                transfer,
+            };
+            self.send_with_term(to, msg_term, body);
+        }
+    }
+
+    fn won(&mut self, pre: bool) {
+        if pre {
+            self.campaign(false, false);
+        } else {
+            self.become_leader();
+        }
+    }
+
+    fn record_vote(&mut self, from: NodeId, granted: bool) -> VoteResult {
+        if !self.votes.iter().any(|&(id, _)| id == from) {
+            let _ = self.votes.push((from, granted));
+        }
+        let votes = &self.votes;
+        vote_result(&self.membership.voters, |id| {
+            votes.iter().find(|&&(v, _)| v == id).map(|&(_, g)| g)
+        })
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    pub(crate) fn tick(&mut self) {
+        self.ticks += 1;
+        self.round_seq = 0;
+        self.election_elapsed += 1;
+        if self.role == Role::Leader {
+            self.heartbeat_elapsed += 1;
+            if self.election_elapsed >= self.cfg.election_ticks {
+                self.election_elapsed = 0;
+                if self.cfg.check_quorum && !self.quorum_recently_active() {
+                    let term = self.term;
+                    self.become_follower(term, None);
+                    return;
+                }
+            }
+            if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+                self.heartbeat_elapsed = 0;
+                self.broadcast_heartbeat();
+            }
+        } else if self.promotable() && self.election_elapsed >= self.randomized_timeout {
+            self.election_elapsed = 0;
+            let pre = self.cfg.pre_vote;
+            self.campaign(pre, false);
+        }
+    }
+
+    /// Check-quorum: did a quorum of voters talk to us since the last check? Clears the marks.
+    fn quorum_recently_active(&mut self) -> bool {
+        let me = self.id();
+        let mut active = 0;
+        for pr in self.progress.iter_mut() {
+            if (pr.id == me || pr.recent_active) && self.membership.voters.contains(&pr.id) {
+                active += 1;
+            }
+            if pr.id != me {
+                pr.recent_active = false;
+            }
+        }
+        active >= self.membership.quorum()
+    }
+
+    pub(crate) fn propose<'a>(&mut self, data: &'a [u8]) -> Result<Index, ProposeError<'a>> {
+        let fail = |kind| Err(ProposeError { kind, data });
+        if self.role != Role::Leader {
+            return fail(ProposeErrorKind::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if data.len() > ENTRY_DATA_BYTES_MAX {
+            return fail(ProposeErrorKind::TooLarge);
+        }
+        let uncommitted = self.log.last_index() - self.log.committed;
+        if uncommitted >= self.cfg.uncommitted_entries_max || !self.log.fits(data.len()) {
+            return fail(ProposeErrorKind::Full);
+        }
+        match self.log.append(self.term, EntryKind::Normal, data) {
+            Ok(index) => {
+                self.broadcast_pending = true;
+                Ok(index)
+            }
+            Err(_) => fail(ProposeErrorKind::Full),
+        }
+    }
+
+    pub(crate) fn read_index(&mut self, request: u64) -> Result<(), ReadError> {
+        if self.role != Role::Leader {
+            return Err(ReadError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        // §6.4: until an entry of this term commits, our commit index may be behind entries
+        // earlier leaders committed; our last index is not.
+        let committed_in_term = self.log.term(self.log.committed) == Ok(self.term);
+        let index = if committed_in_term {
+            self.log.committed
+        } else {
+            self.log.last_index()
+        };
+        if self.membership.voters.len() == 1 || (self.cfg.lease_reads && self.lease_valid()) {
+            return self
+                .read_states
+                .push(ReadState { request, index })
+                .map_err(|_| ReadError::Full);
+        }
+        let read = PendingRead {
+            request,
+            index,
+            after: self.last_context,
+        };
+        self.pending_reads
+            .push_back(read)
+            .map_err(|_| ReadError::Full)?;
+        self.broadcast_heartbeat();
+        Ok(())
+    }
+
+    /// Leader lease (dissertation §6.4.1): a quorum acknowledged a heartbeat sent at tick `s`,
+    /// and none of them will grant a vote before `s + election_ticks` on its own clock, so no
+    /// other leader can exist before then. One tick of margin covers clock-rate drift.
+    fn lease_valid(&self) -> bool {
+        let sent_tick = self.quorum_context() >> 16;
+        sent_tick > 0 && self.ticks < sent_tick + u64::from(self.cfg.election_ticks) - 1
+    }
+
+    fn quorum_context(&self) -> u64 {
+        let me = self.id();
+        let last = self.last_context;
+        let progress = &self.progress;
+        majority_index(&self.membership.voters, |id| {
+            if id == me {
+                last
+            } else {
+                progress
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map_or(0, |p| p.acked_round)
+            }
+        })
+    }
+
+    /// Moves pending reads whose confirmation round a quorum has acknowledged to `read_states`.
+    fn release_reads(&mut self) {
+        let confirmed = self.quorum_context();
+        while let Some(r) = self.pending_reads.front().copied() {
+            if r.after >= confirmed || self.read_states.is_full() {
+                break;
+            }
+            self.pending_reads.pop_front();
+            let _ = self.read_states.push(ReadState {
+                request: r.request,
+                index: r.index,
+            });
+        }
+    }
+
+    /// Handles one message. Errors only for messages that cannot be from a correct peer.
+    pub(crate) fn step(&mut self, m: &Message<'_>) -> Result<(), Error<S::Error>> {
+        if m.to != self.id() {
+            self.stats.messages_ignored += 1;
+            return Ok(());
+        }
+        if !self.membership.contains(m.from) {
+            self.stats.messages_ignored += 1;
+            return Err(Error::UnknownPeer(m.from));
+        }
+        if m.term > self.term {
+            if let Body::Vote { transfer, .. } = m.body {
+                let in_lease = self.cfg.check_quorum
+                    && self.leader.is_some()
+                    && self.election_elapsed < self.cfg.election_ticks;
+                if in_lease && !transfer {
+                    // §6.2 / §9.6: a leader we heard from recently is alive; do not let a
+                    // disruptive candidate raise our term.
+                    self.stats.messages_ignored += 1;
+                    return Ok(());
+                }
+            }
+            match m.body {
+                Body::Vote { pre: true, .. } => {}
+                Body::VoteResponse {
+                    pre: true,
+                    granted: true,
+                } => {}
+                Body::Append { .. } | Body::Heartbeat { .. } => {
+                    self.become_follower(m.term, Some(m.from))
+                }
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term {
+            match m.body {
+                Body::Append { .. } | Body::Heartbeat { .. }
+                    if self.cfg.check_quorum || self.cfg.pre_vote =>
+                {
+                    // A stale leader cut off by a partition: tell it our term so it steps down
+                    // (without this, pre-vote could leave it leading a term nobody follows).
+                    let body = Body::AppendResponse {
+                        success: false,
+                        index: 0,
+                        hint_index: 0,
+                        hint_term: 0,
+                    };
+                    self.send(m.from, body);
+                }
+                Body::Vote { pre: true, .. } => {
+                    let body = Body::VoteResponse {
+                        pre: true,
+                        granted: false,
+                    };
+                    self.send(m.from, body);
+                }
+                _ => self.stats.messages_ignored += 1,
+            }
+            return Ok(());
+        }
+
+        match m.body {
+            Body::Vote {
+                pre,
+                last_index,
+                last_term,
+                ..
+            } => self.handle_vote_request(m, pre, last_index, last_term),
+            Body::VoteResponse { pre, granted } => self.handle_vote_response(m.from, pre, granted),
+            Body::Append { .. } | Body::Heartbeat { .. } if self.role != Role::Leader => {
+                if self.role != Role::Follower {
+                    // A leader exists in our term (§5.2: a candidate recognizes it).
+                    self.become_follower(m.term, Some(m.from));
+                }
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                if let Body::Append { .. } = m.body {
+                    self.handle_append(m)?;
+                } else if let Body::Heartbeat { commit, context } = m.body {
+                    self.log.commit_to(commit);
+                    let last_index = self.log.last_index();
+                    self.send(
+                        m.from,
+                        Body::HeartbeatResponse {
+                            context,
+                            last_index,
+                        },
+                    );
+                }
+            }
+            Body::AppendResponse {
+                success,
+                index,
+                hint_index,
+                hint_term,
+            } if self.role == Role::Leader => {
+                self.handle_append_response(m.from, success, index, hint_index, hint_term)
+            }
+            Body::HeartbeatResponse { context, .. } if self.role == Role::Leader => {
+                self.handle_heartbeat_response(m.from, context)
+            }
+            Body::TimeoutNow if self.promotable() && self.role != Role::Leader => {
+                // §3.10: the leader chose us; campaign at once, skipping pre-vote.
+                self.campaign(false, true);
+            }
+            _ => self.stats.messages_ignored += 1,
+        }
+        Ok(())
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        m: &Message<'_>,
+        pre: bool,
+        last_index: Index,
+        last_term: Term,
+    ) {
+        // §5.2: one vote per term, first come first served; a pre-vote for a later term is
+        // only a question and commits us to nothing.
+        let can_vote = self.vote == Some(m.from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre && m.term > self.term);
+        let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
+        if granted && !pre {
+            self.election_elapsed = 0;
+            self.vote = Some(m.from);
+        }
+        let term = if granted { m.term } else { self.term };
+        self.send_with_term(m.from, term, Body::VoteResponse { pre, granted });
+    }
+
+    fn handle_vote_response(&mut self, from: NodeId, pre: bool, granted: bool) {
+        let expected = if pre {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        if self.role != expected {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        match self.record_vote(from, granted) {
+            VoteResult::Won => self.won(pre),
+            VoteResult::Lost => {
+                let term = self.term;
+                self.become_follower(term, None);
+            }
+            VoteResult::Pending => {}
+        }
+    }
+
+    fn handle_append(&mut self, m: &Message<'_>) -> Result<(), Error<S::Error>> {
+        let Body::Append {
+            prev_index,
+            prev_term,
+            commit,
+            ref entries,
+        } = m.body
+        else {
+            return Ok(());
+        };
+        let committed = self.log.committed;
+        if prev_index < committed {
+            // Everything up to our commit index already matches; say so and let the leader
+            // resend from there.
+            self.send_append_response(m.from, true, committed, 0, 0);
+            return Ok(());
+        }
+        if !self.log.matches(prev_index, prev_term) {
+            // §5.3 consistency check failed; hint where our logs may agree so the leader can
+            // skip a whole term per round trip instead of one entry.
+            let probe = prev_index.min(self.log.last_index());
+            let (hint_index, hint_term) = self.log.find_conflict_by_term(probe, prev_term);
+            self.send_append_response(m.from, false, prev_index, hint_index, hint_term);
+            return Ok(());
+        }
+        match self.log.accept(prev_index, entries) {
+            Ok(matched) => {
+                self.log.commit_to(commit.min(matched));
+                self.send_append_response(m.from, true, matched, 0, 0);
+                Ok(())
+            }
+            Err(()) => {
+                self.stats.messages_ignored += 1;
+                Err(Error::Decode(crate::DecodeError::Invalid(
+                    "append would overwrite a committed entry",
+                )))
+            }
+        }
+    }
+
+    fn send_append_response(
+        &mut self,
+        to: NodeId,
+        success: bool,
+        index: Index,
+        hint_index: Index,
+        hint_term: Term,
+    ) {
+        let body = Body::AppendResponse {
+            success,
+            index,
+            hint_index,
+            hint_term,
+        };
+        self.send(to, body);
+    }
+
+    fn progress_mut(&mut self, id: NodeId) -> Option<&mut Progress> {
+        self.progress.iter_mut().find(|p| p.id == id)
+    }
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: Index,
+        hint_index: Index,
+        hint_term: Term,
+    ) {
+        let hint = if hint_term > 0 {
+            self.log.find_conflict_by_term(hint_index, hint_term).0
+        } else {
+            hint_index
+        };
+        let Some(pr) = self.progress_mut(from) else {
+            return;
+        };
+        pr.recent_active = true;
+        if !success {
+            if pr.maybe_decrease_to(index, hint) {
+                if pr.state == ProgressState::Replicate {
+                    pr.become_probe();
+                }
+                self.send_append(from, true);
+            }
+            return;
+        }
+        if !pr.maybe_update(index) {
+            return;
+        }
+        match pr.state {
+            ProgressState::Probe => pr.become_replicate(),
+            ProgressState::Snapshot { index: snap } if pr.matched >= snap => pr.become_probe(),
+            ProgressState::Replicate => pr.free_inflights_to(index),
+            ProgressState::Snapshot { .. } => {}
+        }
+        if self.maybe_commit() {
+            self.broadcast_append(true);
+        } else {
+            self.send_appends(from);
+        }
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId, context: u64) {
+        let inflight_max = self.cfg.inflight_max;
+        let last = self.log.last_index();
+        let context = context.min(self.last_context);
+        let Some(pr) = self.progress_mut(from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.acked_round = pr.acked_round.max(context);
+        pr.on_heartbeat_response(inflight_max);
+        if pr.matched < last {
+            self.send_append(from, true);
+            self.send_appends(from);
+        }
+        self.release_reads();
+    }
+
+    // ----- leader output ------------------------------------------------------------------
+
+    /// §5.4.2: commit the highest index a quorum has, if it is of the current term.
+    pub(crate) fn maybe_commit(&mut self) -> bool {
+        if self.role != Role::Leader {
+            return false;
+        }
+        let me = self.id();
+        let persisted = self.log.persisted_index();
+        let progress = &self.progress;
+        let index = majority_index(&self.membership.voters, |id| {
+            if id == me {
+                persisted
+            } else {
+                progress
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map_or(0, |p| p.matched)
+            }
+        });
+        if index > self.log.committed && self.log.term(index) == Ok(self.term) {
+            self.log.commit_to(index)
+        } else {
+            false
+        }
+    }
+
+    /// The leader's own entries became durable.
+    pub(crate) fn on_persisted(&mut self) {
+        let persisted = self.log.persisted_index();
+        let me = self.id();
+        if let Some(pr) = self.progress_mut(me) {
+            pr.maybe_update(persisted);
+        }
+        if self.maybe_commit() {
+            self.broadcast_append(true);
+        }
+    }
+
+    /// Packs pending proposals into appends to every follower (once per ready round).
+    pub(crate) fn flush_broadcast(&mut self) {
+        if self.broadcast_pending {
+            self.broadcast_pending = false;
+            self.broadcast_append(false);
+        }
+    }
+
+    fn broadcast_append(&mut self, allow_empty: bool) {
+        let me = self.id();
+        for i in 0..self.progress.len() {
+            let to = self.progress[i].id;
+            if to != me {
+                self.send_append(to, allow_empty);
+                self.send_appends(to);
+            }
+        }
+    }
+
+    /// Streams appends to `to` while it is not paused and there is something new to send.
+    fn send_appends(&mut self, to: NodeId) {
+        while self.send_append(to, false) {}
+    }
+
+    /// Sends one append to `to`, carrying as many entries from its `next` as fit. Returns true
+    /// if a message carrying entries was queued.
+    fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
+        let inflight_max = self.cfg.inflight_max;
+        let Some(pos) = self.progress.iter().position(|p| p.id == to) else {
+            return false;
+        };
+        let pr = &self.progress[pos];
+        let last = self.log.last_index();
+        if pr.is_paused(inflight_max) || (pr.next > last && !allow_empty) {
+            return false;
+        }
+        let prev_index = pr.next - 1;
+        let prev_term = match self.log.term(prev_index) {
+            Ok(t) => t,
+            Err(StorageErrorKind::Compacted) => {
+                // The follower needs entries we no longer have: it needs a snapshot.
+                let snap = self.log.first_index() - 1;
+                self.progress[pos].become_snapshot(snap);
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let next = pr.next;
+        let (head, commit) = ((self.cfg.id, to, self.term), self.log.committed);
+        let bytes_max = self.cfg.message_bytes_max;
+        let log = &self.log;
+        let mut sent_last = prev_index;
+        let mut carried = 0;
+        let queued = self.outbox.push_with(to, bytes_max, |buf| {
+            let mut w = AppendWriter::begin(buf, head, prev_index, prev_term, commit)?;
+            if next <= last {
+                let _ = log.visit(next, last + 1, bytes_max, &mut |e| {
+                    let ok = w.push(&e);
+                    if ok {
+                        sent_last = e.index;
+                    }
+                    ok
+                });
+            }
+            carried = w.count();
+            Some(w.finish())
+        });
+        if !queued {
+            self.stats.outbox_dropped += 1;
+            return false;
+        }
+        self.progress[pos].sent(sent_last, carried > 0);
+        carried > 0
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let Some(seq) = self.round_seq.checked_add(1) else {
+            // 65535 rounds this tick already; pending reads wait for the next tick's round.
+            return;
+        };
+        self.round_seq = seq;
+        self.last_context = (self.ticks << 16) | u64::from(seq);
+        let me = self.id();
+        for i in 0..self.progress.len() {
+            let pr = &self.progress[i];
+            if pr.id == me {
+                continue;
+            }
+            let (to, commit) = (pr.id, pr.matched.min(self.log.committed));
+            let context = self.last_context;
+            self.send(to, Body::Heartbeat { commit, context });
+        }
+        self.release_reads();
+    }
+
+    fn send(&mut self, to: NodeId, body: Body<'_>) {
+        let term = self.term;
+        self.send_with_term(to, term, body);
+    }
+
+    fn send_with_term(&mut self, to: NodeId, term: Term, body: Body<'_>) {
+        let msg = Message {
+            from: self.cfg.id,
+            to,
+            term,
+            body,
+        };
+        if !self
+            .outbox
+            .push_with(to, self.cfg.message_bytes_max, |buf| msg.encode(buf))
+        {
+            self.stats.outbox_dropped += 1;
+        }
+    }
+
+    /// Checks the invariants that must hold between any two inputs.
+    pub(crate) fn invariants_hold(&self) -> bool {
+        let log = &self.log;
+        log.applied <= log.committed
+            && log.committed <= log.last_index()
+            && (self.role != Role::Leader || self.leader == Some(self.cfg.id))
+            && (self.role != Role::Candidate || self.vote == Some(self.cfg.id))
+            && self.progress.iter().all(|p| p.matched < p.next)
+    }
+}

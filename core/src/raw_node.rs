@@ -1,0 +1,362 @@
+//! `RawNode`: the Ready/advance driving interface (etcd raft's RawNode, TinyKV PartA 2AC).
+//!
+//! # The driving loop and the persistence contract
+//!
+//! ```text
+//!   tick() / step(msg) / propose(data) / read_index(id)      any number, any order
+//!   if has_ready():
+//!       rd = ready()                  what is pending (entries, hard state, messages, ...)
+//!       p  = persist(rd)?             entries + hard state written and synced: ONE sync
+//!       messages(&p)                  → hand each to the transport
+//!       committed_entries(&p, f)?     → apply each to the state machine
+//!       read_states(&p)               → serve reads once applied >= index
+//!       advance(p)                    → release what was handed out
+//! ```
+//!
+//! Raft is only safe if a node never tells anyone about state it could still lose: a vote,
+//! a term or an appended entry must be durable before the message that reveals it leaves.
+//! The API enforces this: messages can only be read through a [`Persisted`] token, and the
+//! only way to get one is [`RawNode::persist`], which syncs the storage first.
+
+use crate::config::Config;
+use crate::error::{Error, ProposeError};
+use crate::limits::{OUTBOX_BYTES_DEFAULT, UNSTABLE_BYTES_DEFAULT};
+use crate::message::Message;
+use crate::progress::Progress;
+use crate::raft::{Raft, ReadError, ReadState, Stats};
+use crate::storage::Storage;
+use crate::types::{Entry, HardState, Index, Membership, NodeId, Role, SoftState, Term};
+
+/// What a ready round has to do, taken by [`RawNode::ready`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a Ready must be persisted and advanced, or the node stalls"]
+pub struct Ready {
+    /// Leader or role changed since the previous ready round.
+    pub soft_state: Option<SoftState>,
+    /// The hard state to persist, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Number of unstable entries to persist.
+    pub entries: usize,
+    /// Number of messages that will be released after persisting.
+    pub messages: usize,
+    /// True if storage must be synced (entries, term or vote changed).
+    pub must_sync: bool,
+}
+
+/// Proof that a ready round's state is durable; unlocks its messages and committed entries.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "pass the token to advance() after handling its messages and entries"]
+pub struct Persisted {
+    messages: usize,
+    apply_from: Index,
+    apply_to: Index,
+    reads: usize,
+}
+
+impl Persisted {
+    /// Indexes of the committed entries to apply this round (empty if `start > end`).
+    pub fn committed_range(&self) -> core::ops::RangeInclusive<Index> {
+        self.apply_from..=self.apply_to
+    }
+}
+
+/// A Raft node without I/O: the caller drives time, the network, storage and applying.
+///
+/// `OUTBOX_BYTES` bounds the encoded messages waiting between two ready rounds and
+/// `UNSTABLE_BYTES` the entries accepted but not yet persisted.
+///
+/// Call order: any inputs, then `ready` → `persist` → (`messages`, `committed_entries`,
+/// `read_states`) → `advance`. Inputs may also arrive between `ready` and `advance`; what they
+/// produce waits for the next round.
+pub struct RawNode<
+    S: Storage,
+    const OUTBOX_BYTES: usize = OUTBOX_BYTES_DEFAULT,
+    const UNSTABLE_BYTES: usize = UNSTABLE_BYTES_DEFAULT,
+> {
+    raft: Raft<S, OUTBOX_BYTES, UNSTABLE_BYTES>,
+    persisted_hard_state: HardState,
+    last_soft_state: SoftState,
+}
+
+impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
+    RawNode<S, OUTBOX_BYTES, UNSTABLE_BYTES>
+{
+    /// Starts a node from what `storage` holds (a new cluster if it holds nothing).
+    pub fn new(config: Config, storage: S) -> Result<Self, Error<S::Error>> {
+        let raft = Raft::new(config, storage)?;
+        let persisted_hard_state = raft.hard_state();
+        let last_soft_state = raft.soft_state();
+        let node = Self {
+            raft,
+            persisted_hard_state,
+            last_soft_state,
+        };
+        debug_assert!(node.raft.invariants_hold());
+        Ok(node)
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Advances the logical clock by one tick (elections, heartbeats, check-quorum).
+    pub fn tick(&mut self) {
+        self.raft.tick();
+        debug_assert!(self.raft.invariants_hold());
+    }
+
+    /// Handles a decoded message.
+    pub fn step(&mut self, message: &Message<'_>) -> Result<(), Error<S::Error>> {
+        let r = self.raft.step(message);
+        debug_assert!(self.raft.invariants_hold());
+        r
+    }
+
+    /// Decodes `bytes` (as a transport received them) and handles the message. Bytes that do
+    /// not decode are refused with [`Error::Decode`] and change nothing.
+    pub fn step_bytes(&mut self, bytes: &[u8]) -> Result<(), Error<S::Error>> {
+        match Message::decode(bytes) {
+            Ok(m) => self.step(&m),
+            Err(e) => {
+                self.raft.stats.messages_ignored += 1;
+                Err(Error::Decode(e))
+            }
+        }
+    }
+
+    /// Proposes `data` for the log; returns the index it will have if it commits. Refused
+    /// (with the data handed back) when this node is not the leader, the payload is too large,
+    /// or the uncommitted buffer is full.
+    pub fn propose<'a>(&mut self, data: &'a [u8]) -> Result<Index, ProposeError<'a>> {
+        self.raft.propose(data)
+    }
+
+    /// Asks for a linearizable read without writing to the log (dissertation §6.4). The
+    /// answer comes as a [`ReadState`] with this `request` id in a later ready round: serve the
+    /// read once the state machine has applied `index`. With `Config::lease_reads`, a leader
+    /// whose lease holds answers at once (safe only under the clock assumption documented on
+    /// that field). Pending reads are dropped if leadership is lost; callers time them out.
+    pub fn read_index(&mut self, request: u64) -> Result<(), ReadError> {
+        self.raft.read_index(request)
+    }
+
+    /// Campaigns now, as if the election timeout had elapsed (tests and operator tools).
+    pub fn campaign(&mut self) {
+        self.raft.start_campaign();
+        debug_assert!(self.raft.invariants_hold());
+    }
+
+    // ----- ready cycle --------------------------------------------------------------------
+
+    /// True if a ready round has work: state to persist, messages to send, entries to apply
+    /// or reads to answer.
+    pub fn has_ready(&self) -> bool {
+        let r = &self.raft;
+        r.outbox.len() > 0
+            || r.log.unstable_len() > 0
+            || r.hard_state() != self.persisted_hard_state
+            || r.soft_state() != self.last_soft_state
+            || r.log.committed > r.log.applied
+            || !r.read_states.is_empty()
+            || r.has_pending_broadcast()
+    }
+
+    /// Takes stock of what is pending. Packs batched proposals into append messages first.
+    pub fn ready(&mut self) -> Ready {
+        self.raft.flush_broadcast();
+        let hs = self.raft.hard_state();
+        let soft = self.raft.soft_state();
+        let entries = self.raft.log.unstable_len();
+        let hard_changed = hs != self.persisted_hard_state;
+        let durable_changed =
+            hs.term != self.persisted_hard_state.term || hs.vote != self.persisted_hard_state.vote;
+        let ready = Ready {
+            soft_state: (soft != self.last_soft_state).then_some(soft),
+            hard_state: hard_changed.then_some(hs),
+            entries,
+            messages: self.raft.outbox.len(),
+            must_sync: entries > 0 || durable_changed,
+        };
+        self.last_soft_state = soft;
+        ready
+    }
+
+    /// Makes the round's state durable: appends every unstable entry, records the hard state
+    /// and syncs the storage once. On error nothing is released and the next round retries.
+    pub fn persist(&mut self, ready: Ready) -> Result<Persisted, S::Error> {
+        let hs = self.raft.hard_state();
+        let log = &mut self.raft.log;
+        let must_sync = log.unstable_len() > 0
+            || hs.term != self.persisted_hard_state.term
+            || hs.vote != self.persisted_hard_state.vote;
+        log.write_unstable()?;
+        if hs != self.persisted_hard_state {
+            log.storage.set_hard_state(&hs)?;
+        }
+        if must_sync || ready.must_sync {
+            log.storage.sync()?;
+        }
+        log.mark_persisted();
+        self.persisted_hard_state = hs;
+        self.raft.on_persisted();
+        let log = &self.raft.log;
+        let apply_to = log
+            .committed
+            .min(log.persisted_index())
+            .min(log.applied + self.raft.cfg.apply_entries_max);
+        Ok(Persisted {
+            messages: ready.messages,
+            apply_from: log.applied + 1,
+            apply_to,
+            reads: self.raft.read_states.len(),
+        })
+    }
+
+    /// The round's messages, as `(destination, encoded bytes)`, for the transport.
+    pub fn messages<'a>(&'a self, p: &Persisted) -> impl Iterator<Item = (NodeId, &'a [u8])> + 'a {
+        self.raft.outbox.iter(p.messages)
+    }
+
+    /// Visits the round's committed entries in log order (no-op and configuration entries
+    /// included; [`Entry::is_noop`] tells them apart).
+    pub fn committed_entries(
+        &self,
+        p: &Persisted,
+        visit: &mut dyn FnMut(Entry<'_>),
+    ) -> Result<(), S::Error> {
+        if p.apply_from > p.apply_to {
+            return Ok(());
+        }
+        self.raft
+            .log
+            .storage
+            .entries(p.apply_from, p.apply_to + 1, usize::MAX, &mut |e| {
+                visit(e);
+                true
+            })
+    }
+
+    /// Reads confirmed by this round: serve each once `applied() >= index`.
+    pub fn read_states(&self, p: &Persisted) -> &[ReadState] {
+        &self.raft.read_states[..p.reads]
+    }
+
+    /// Ends the round: its messages count as sent, its entries as applied, its reads as served.
+    pub fn advance(&mut self, p: Persisted) {
+        self.raft.outbox.drain_front(p.messages);
+        if p.apply_to >= p.apply_from {
+            self.raft.log.applied = p.apply_to;
+        }
+        let n = p.reads.min(self.raft.read_states.len());
+        let rest = self.raft.read_states.len() - n;
+        for i in 0..rest {
+            self.raft.read_states[i] = self.raft.read_states[i + n];
+        }
+        self.raft.read_states.truncate(rest);
+        debug_assert!(self.raft.invariants_hold());
+    }
+
+    // ----- getters ------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.raft.cfg.id
+    }
+
+    /// Current term.
+    pub fn term(&self) -> Term {
+        self.raft.term
+    }
+
+    /// Who this node voted for in the current term.
+    pub fn vote(&self) -> Option<NodeId> {
+        self.raft.vote
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.raft.role
+    }
+
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.leader
+    }
+
+    /// Highest committed index known.
+    pub fn committed(&self) -> Index {
+        self.raft.log.committed
+    }
+
+    /// Highest index handed out for applying and advanced past.
+    pub fn applied(&self) -> Index {
+        self.raft.log.applied
+    }
+
+    /// Index of the last log entry (persisted or not).
+    pub fn last_index(&self) -> Index {
+        self.raft.log.last_index()
+    }
+
+    /// Index of the first entry still in the log.
+    pub fn first_index(&self) -> Index {
+        self.raft.log.first_index()
+    }
+
+    /// Term of the entry at `index`, if the log holds it.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        self.raft.log.term(index).ok()
+    }
+
+    /// Visits entries `lo..hi` of the log, durable or not.
+    pub fn entries(&self, lo: Index, hi: Index, visit: &mut dyn FnMut(Entry<'_>)) {
+        let _ = self.raft.log.visit(lo, hi, usize::MAX, &mut |e| {
+            visit(e);
+            true
+        });
+    }
+
+    /// The entries accepted but not yet persisted.
+    pub fn unstable_entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
+        self.raft.log.unstable_entries()
+    }
+
+    /// The hard state as of now (persisted or not).
+    pub fn hard_state(&self) -> HardState {
+        self.raft.hard_state()
+    }
+
+    /// Leader and role.
+    pub fn soft_state(&self) -> SoftState {
+        self.raft.soft_state()
+    }
+
+    /// The current membership.
+    pub fn membership(&self) -> &Membership {
+        &self.raft.membership
+    }
+
+    /// The leader's view of `peer` (only while leader).
+    pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
+        self.raft.progress.iter().find(|p| p.id == peer)
+    }
+
+    /// Counters of ignored and dropped messages.
+    pub fn stats(&self) -> Stats {
+        self.raft.stats
+    }
+
+    /// The storage (read-only; the node writes it only in `persist`).
+    pub fn storage(&self) -> &S {
+        &self.raft.log.storage
+    }
+
+    /// The storage, mutably, for compaction by the caller. Writing log entries or hard state
+    /// through this reference breaks the node's invariants.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.raft.log.storage
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.raft.cfg
+    }
+}
