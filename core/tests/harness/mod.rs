@@ -190,6 +190,9 @@ pub fn append_msg(
     ))
 }
 
+/// Decides per message (and its sender) whether it is delivered.
+pub type Filter = Box<dyn FnMut(&Sent, NodeId) -> bool>;
+
 /// A cluster on a simulated network.
 pub struct Network {
     /// `nodes[id - 1]`; `None` while a node is down.
@@ -202,7 +205,7 @@ pub struct Network {
     rng: u64,
     pub delivered: u64,
     /// Called on every message before delivery; returning false drops it.
-    pub filter: Option<Box<dyn FnMut(&Sent, NodeId) -> bool>>,
+    pub filter: Option<Filter>,
 }
 
 impl Network {
