@@ -33,7 +33,7 @@
 //!
 //! A node's size is fixed at compile time: see [`RawNode`]'s const parameters and [`limits`].
 //! With the defaults (`RawNode<MemStorage<..>>` aside, whose arena the caller sizes), one
-//! `RawNode` takes about 142 KiB, dominated by the 64 KiB outbox and the 64 KiB unstable ring;
+//! `RawNode` takes about 135 KiB, dominated by the 64 KiB outbox and the 64 KiB unstable ring;
 //! firmware picks smaller ones (a test checks this figure).
 #![no_std]
 #![forbid(unsafe_code)]

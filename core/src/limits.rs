@@ -31,13 +31,13 @@ pub const ENTRY_OVERHEAD_BYTES_MAX: usize = 24;
 
 /// Capacity of the per-follower inflight window (append messages sent but not acknowledged).
 /// `Config::inflight_max` may lower it at run time, never raise it.
-pub const INFLIGHT_MAX: usize = 32;
+pub const INFLIGHT_MAX: usize = 16;
 
 /// Most entries the unstable (not yet persisted) log holds, whatever their size.
-pub const UNSTABLE_ENTRIES_MAX: usize = 1024;
+pub const UNSTABLE_ENTRIES_MAX: usize = 512;
 
 /// Most messages waiting in the outbox between two `ready()` calls.
-pub const OUTBOX_MESSAGES_MAX: usize = 128;
+pub const OUTBOX_MESSAGES_MAX: usize = 64;
 
 /// Most linearizable read requests waiting for their ReadIndex confirmation at once.
 pub const READS_PENDING_MAX: usize = 32;
