@@ -3,7 +3,7 @@
 //! The wire form of a message is the postcard encoding of [`Message`]. Entries are borrowed
 //! from the buffer being decoded, so decoding allocates nothing and copies no payload.
 //!
-//! Append messages are encoded by [`AppendWriter`] one entry at a time, straight from storage
+//! Append messages are encoded by `AppendWriter` one entry at a time, straight from storage
 //! into the outbox. That relies on two facts of postcard's format, checked by the tests below:
 //! a struct or tuple is the concatenation of its fields, and a sequence is a varint count
 //! followed by its elements (the count is one byte because

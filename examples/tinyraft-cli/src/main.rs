@@ -1,1 +1,3 @@
+//! The `tinyraft` binary (arrives with the PartB issue).
+
 fn main() {}
