@@ -451,7 +451,7 @@ fn garbage_flood_is_bounded_and_a_valid_frame_still_arrives() {
     config.datagram_bytes_max = 512;
     let mut t = UdpTransport::bind(config).unwrap();
     let to = t.local_addr().unwrap();
-    let wrong_key = ClusterKey::from_hex(&[b'7'; 64]).unwrap();
+    let wrong_key = ClusterKey::from_hex([b'7'; 64]).unwrap();
     let valid = raft_frame(2, b"after the flood");
 
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
