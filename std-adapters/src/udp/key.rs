@@ -76,8 +76,10 @@ impl ClusterKey {
         })
     }
 
-    /// A key from the text of a key file (see the [module docs](self) for the format).
-    pub fn from_hex(text: &[u8]) -> Result<Self, KeyError> {
+    /// A key from the text of a key file (see the [module docs](self) for the format), as
+    /// bytes or as a string.
+    pub fn from_hex(text: impl AsRef<[u8]>) -> Result<Self, KeyError> {
+        let text = text.as_ref();
         let digits = text.trim_ascii();
         if let Some(position) = digits.iter().position(|b| !b.is_ascii_hexdigit()) {
             // Position within the whole text, so it matches what an editor shows.
@@ -118,7 +120,7 @@ impl ClusterKey {
         if text.len() > KEY_FILE_BYTES_MAX {
             return Err(KeyError::FileTooLarge);
         }
-        let result = Self::from_hex(&text);
+        let result = Self::from_hex(&text[..]);
         text.fill(0);
         result
     }
@@ -321,14 +323,14 @@ mod tests {
 
     #[test]
     fn bounds_on_key_length() {
-        assert!(ClusterKey::from_hex(&[b'a'; 32]).is_ok());
-        assert!(ClusterKey::from_hex(&[b'a'; 128]).is_ok());
+        assert!(ClusterKey::from_hex([b'a'; 32]).is_ok());
+        assert!(ClusterKey::from_hex([b'a'; 128]).is_ok());
         assert!(matches!(
-            ClusterKey::from_hex(&[b'a'; 30]),
+            ClusterKey::from_hex([b'a'; 30]),
             Err(KeyError::TooShort { bytes: 15 })
         ));
         assert!(matches!(
-            ClusterKey::from_hex(&[b'a'; 130]),
+            ClusterKey::from_hex([b'a'; 130]),
             Err(KeyError::TooLong { bytes: 65 })
         ));
         assert!(matches!(
@@ -352,7 +354,7 @@ mod tests {
             e.to_string(),
             "the key is 2 bytes long; at least 16 bytes (32 hex digits) are required"
         );
-        let e = ClusterKey::from_hex(&[b'a'; 33]).unwrap_err();
+        let e = ClusterKey::from_hex([b'a'; 33]).unwrap_err();
         assert!(matches!(e, KeyError::OddLength { digits: 33 }));
         assert!(e.to_string().contains("odd number of hex digits (33)"));
         let e = ClusterKey::from_hex(b"\n  0011 2233445566778899aabbccddeeff").unwrap_err();
@@ -412,7 +414,7 @@ mod tests {
         assert!(ClusterKey::insecure_demo().is_insecure_demo());
         assert!(ClusterKey::load(None).unwrap().is_insecure_demo());
         // The hex spelling in the docs is the demo key too, and is flagged when loaded.
-        let documented = b"74696e79726166742d696e7365637572652d64656d6f2d6b65792d7631212121";
+        let documented = "74696e79726166742d696e7365637572652d64656d6f2d6b65792d7631212121";
         let key = ClusterKey::from_hex(documented).unwrap();
         assert!(key.is_insecure_demo());
         assert_eq!(tag(&key, b"m"), tag(&ClusterKey::insecure_demo(), b"m"));

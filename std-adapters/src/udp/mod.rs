@@ -47,10 +47,13 @@
 //!
 //! Frames carry no nonce, counter or timestamp, so a captured datagram replayed later is
 //! accepted as authentic (for node frames, only if the replay's source address is the
-//! peer's). That is deliberate: Raft is built for a network that duplicates, delays and
-//! reorders messages (§5.1 of the Raft paper). A replayed message from an old term is
-//! rejected by the term check; a replayed append carries entries the follower already has
-//! (or discards for a newer leader's); a vote is granted at most once per term. Client
+//! peer's). That is deliberate: Raft is safe on a network that loses, duplicates, delays and
+//! reorders messages (§2 of the Raft paper), and a replay is just a late duplicate. A
+//! replayed message from an old term is rejected by the term check; a replayed append
+//! carries entries the follower already has (Figure 2: a follower truncates only at a
+//! conflicting entry, never because an append is shorter than its log); a vote is granted
+//! at most once per term, and votes and acknowledgements are counted per node, not per
+//! message. (The core must hold to these anyway, since UDP itself duplicates.) Client
 //! requests carry a client id and sequence number that the KV session table deduplicates, so
 //! a replayed write is applied once and a replayed read is just answered again. The cost of a
 //! replay is some work, and a response sent to whatever address the replay came from, the
