@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod error;
+pub mod kv;
 pub mod limits;
 pub mod mem_storage;
 pub mod message;
