@@ -26,6 +26,9 @@
 //! a write could succeed on one node and fail with [`KvError::KeysFull`] on another.
 
 pub mod command;
+pub mod map;
+pub mod session;
+pub mod store;
 
 use core::fmt;
 
@@ -34,6 +37,11 @@ use serde::{Deserialize, Serialize};
 use crate::limits::ENTRY_DATA_BYTES_MAX;
 
 pub use command::{Command, Request, Response, ScanPage, Value};
+#[cfg(feature = "alloc")]
+pub use map::HashKvMap;
+pub use map::{ArenaMap, KvMap, MapFull};
+pub use session::{Outcome, Session, SessionTable};
+pub use store::KvStore;
 
 /// Longest key, in bytes. Also bounds a scan's `prefix` and `start_after`.
 pub const KEY_BYTES_MAX: usize = 128;
