@@ -30,6 +30,9 @@ pub mod map;
 pub mod session;
 pub mod store;
 
+#[cfg(test)]
+mod tests;
+
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
