@@ -16,6 +16,29 @@
 //! - [`store`]: [`KvStore`], the one implementation of the command logic over any [`KvMap`].
 //!   It implements [`crate::StateMachine`] and offers read-only queries for ReadIndex reads.
 //!
+//! # Example
+//!
+//! ```
+//! use tinyraft::kv::{ArenaMap, Command, KvStore, Request, Response, REQUEST_BYTES_MAX};
+//! use tinyraft::{Entry, EntryKind, StateMachine};
+//!
+//! // At most 64 keys in 4 KiB of pairs, and 16 client sessions: about 5 KiB, no allocator.
+//! let mut store: KvStore<ArenaMap<64, 4096>, 16> = KvStore::new(ArenaMap::new());
+//!
+//! // A client's first request (seq 1), as the leader would propose it.
+//! let put = Request { client_id: 42, seq: 1, command: Command::Put { key: b"k", value: b"v" } };
+//! let mut buf = [0u8; REQUEST_BYTES_MAX];
+//! let n = put.encode(&mut buf).unwrap();
+//!
+//! // Every node applies the committed entry; the proposer sends the response back.
+//! let entry = Entry { term: 1, index: 1, kind: EntryKind::Normal, data: &buf[..n] };
+//! assert_eq!(store.apply(&entry), Response::Ok);
+//!
+//! // After a ReadIndex round, reads need no log entry.
+//! assert_eq!(store.get(b"k"), Some(&b"v"[..]));
+//! assert!(Command::Get { key: b"k" }.is_read_only());
+//! ```
+//!
 //! # Determinism
 //!
 //! Every node must give the same answer to the same entry. Results therefore depend only on the

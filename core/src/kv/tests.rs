@@ -726,6 +726,9 @@ fn full_table_evicts_the_least_recently_used_session() {
     assert_eq!(h.value(b"d"), None);
 }
 
+/// A store can be built at compile time, so firmware can place it in a `static`.
+static _STATIC_STORE: KvStore<ArenaMap<4, 64>, 2> = KvStore::new(ArenaMap::new());
+
 #[test]
 fn session_slots_stay_small() {
     assert_eq!(core::mem::size_of::<Session>(), 32);
