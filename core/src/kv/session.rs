@@ -15,6 +15,9 @@
 //! | `last_seq`                  | == `last_seq`    | answered from the table, **not** re-applied   |
 //! | `last_seq`                  | < `last_seq`     | [`KvError::Stale`], not applied                |
 //!
+//! The table does not compare commands: a retransmission must be the same request, byte for
+//! byte, as the client's rules in [`crate::kv::Request`] require.
+//!
 //! A retransmitted read (`Get`, `Scan`) is the exception to "answered from the table": its
 //! outcome is [`Outcome::Read`] and it is executed again. A read changes nothing, and its new
 //! answer reflects a state within the request's lifetime, so it is still linearizable; this
