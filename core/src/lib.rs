@@ -44,6 +44,7 @@ extern crate alloc;
 
 pub mod config;
 pub mod error;
+pub mod kv;
 pub mod limits;
 mod log;
 pub mod mem_storage;
