@@ -1,0 +1,562 @@
+//! The node runtime: one Raft node with a [`FileStorage`] log, a [`UdpTransport`] socket and
+//! the KV state machine, driven from a monotonic clock.
+//!
+//! # One thread, on purpose
+//!
+//! The runtime is a single thread running one loop:
+//!
+//! 1. wait on the socket until a datagram arrives or the next tick is due;
+//! 2. take every datagram already queued (up to [`RECV_BATCH_MAX`]): Raft messages are
+//!    stepped into the node, client requests become proposals or ReadIndex requests;
+//! 3. tick the node for each tick interval that has passed;
+//! 4. run one ready round: persist with **one** fdatasync, then send, then apply and answer
+//!    the clients whose entries were applied, then serve confirmed reads.
+//!
+//! Everything that arrived during one loop turn shares the sync of step 4: that is the group
+//! commit, and it needs no coordination because there is nothing to coordinate with. Raft
+//! orders everything anyway, the core is `&mut self`, and the fsync is the bottleneck, which
+//! more threads would not remove. A single thread also keeps the persistence contract easy to
+//! see: nothing leaves the node (no message, no client answer) between the fsync of a round
+//! and the state it covers. Async would add a runtime dependency and buy nothing here: there
+//! is one socket and one file to wait on.
+//!
+//! The state shared with other threads is only the [`Shutdown`] flag and the published
+//! [`NodeStatus`] (see [`crate::sync`], modelled with loom).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tinyraft::kv::{HashKvMap, KvMap, KvStore, Request, Response};
+use tinyraft::{
+    Config, EntryKind, Index, NodeId, ProposeErrorKind, RawNode, ReadError, Role, Transport,
+};
+
+use crate::file_storage::{FileStorage, FileStorageError, FileStorageOptions};
+use crate::protocol::{self, ClientReply, ClientRequest, NodeStatus, CLIENT_MESSAGE_BYTES_MAX};
+use crate::sync::{Shutdown, StatusCell};
+use crate::udp::{ClusterKey, Incoming, UdpConfig, UdpTransport};
+
+/// Encoded messages waiting between two ready rounds, in bytes.
+pub const OUTBOX_BYTES: usize = 512 * 1024;
+/// Accepted-but-not-persisted entries, in bytes.
+pub const UNSTABLE_BYTES: usize = 512 * 1024;
+/// Client sessions the KV store remembers (exactly-once writes).
+pub const SESSIONS_MAX: usize = 4096;
+/// Datagrams taken per loop turn before running a ready round.
+pub const RECV_BATCH_MAX: usize = 512;
+/// Client requests waiting for their entry to apply or their read to be confirmed.
+pub const CLIENTS_PENDING_MAX: usize = 8192;
+
+/// The Raft node type the runtime drives.
+pub type NodeRaw = RawNode<FileStorage, OUTBOX_BYTES, UNSTABLE_BYTES>;
+/// The KV state machine type the runtime applies to.
+pub type NodeKv = KvStore<HashKvMap, SESSIONS_MAX>;
+
+/// How to run one node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// This node's id.
+    pub id: NodeId,
+    /// Every voter of the cluster (this node included) and its address.
+    pub peers: Vec<(NodeId, SocketAddr)>,
+    /// Where the log lives.
+    pub data_dir: PathBuf,
+    /// The cluster key every datagram is authenticated with.
+    pub key: ClusterKey,
+    /// The cluster id every datagram carries.
+    pub cluster_id: u64,
+    /// Length of one logical tick.
+    pub tick: Duration,
+    /// Election timeout base, in ticks.
+    pub election_ticks: u32,
+    /// Heartbeat interval, in ticks.
+    pub heartbeat_ticks: u32,
+    /// Most keys the KV store holds (reserved up front).
+    pub keys_max: usize,
+    /// Serve reads from the leader lease (see `tinyraft::Config::lease_reads`).
+    pub lease_reads: bool,
+}
+
+impl NodeOptions {
+    /// Options with the defaults: 20 ms ticks, election after 10–19 ticks, heartbeat every 2.
+    pub fn new(
+        id: NodeId,
+        peers: Vec<(NodeId, SocketAddr)>,
+        data_dir: PathBuf,
+        key: ClusterKey,
+    ) -> Self {
+        Self {
+            id,
+            peers,
+            data_dir,
+            key,
+            cluster_id: 0x7469_6e79_7261_6674, // "tinyraft"
+            tick: Duration::from_millis(20),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            keys_max: 200_000,
+            lease_reads: false,
+        }
+    }
+}
+
+/// Why the runtime stopped or could not start.
+#[derive(Debug)]
+pub enum RuntimeError {
+    /// The log failed; after a failed sync the node must not go on (see `FileStorage`).
+    Storage(FileStorageError),
+    /// The socket failed.
+    Io(io::Error),
+    /// The options are inconsistent.
+    Config(String),
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuntimeError::Storage(e) => write!(f, "storage: {e}"),
+            RuntimeError::Io(e) => write!(f, "socket: {e}"),
+            RuntimeError::Config(e) => write!(f, "configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+impl From<FileStorageError> for RuntimeError {
+    fn from(e: FileStorageError) -> Self {
+        RuntimeError::Storage(e)
+    }
+}
+
+impl From<io::Error> for RuntimeError {
+    fn from(e: io::Error) -> Self {
+        RuntimeError::Io(e)
+    }
+}
+
+/// A client waiting for its write to apply.
+#[derive(Clone, Copy, Debug)]
+struct PendingWrite {
+    addr: SocketAddr,
+    nonce: u64,
+    client_id: u64,
+    seq: u64,
+}
+
+/// A client waiting for its read to be confirmed (then for the apply point to reach it).
+#[derive(Debug)]
+struct PendingRead {
+    addr: SocketAddr,
+    nonce: u64,
+    /// The encoded request, in a buffer reused across reads.
+    request: Vec<u8>,
+}
+
+/// Counters of the runtime, for `status` and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Ready rounds run.
+    pub ready_rounds: u64,
+    /// Ready rounds that synced the log.
+    pub syncs: u64,
+    /// Entries applied.
+    pub applied_entries: u64,
+    /// Client requests answered.
+    pub client_replies: u64,
+    /// Raft datagrams that did not decode into a valid message.
+    pub bad_raft_messages: u64,
+}
+
+/// One running node. Build it with [`NodeRuntime::open`], then call [`NodeRuntime::run`].
+pub struct NodeRuntime {
+    raw: Box<NodeRaw>,
+    kv: Box<NodeKv>,
+    udp: UdpTransport,
+    peers: Vec<(NodeId, SocketAddr)>,
+    tick: Duration,
+    next_tick: Instant,
+    writes: HashMap<Index, PendingWrite>,
+    reads: HashMap<u64, PendingRead>,
+    /// Confirmed reads waiting for `applied >= index`, in confirmation order.
+    confirmed: Vec<(Index, PendingRead)>,
+    spare_buffers: Vec<Vec<u8>>,
+    next_read_id: u64,
+    was_leader: bool,
+    scratch: Vec<u8>,
+    reply_buf: Vec<u8>,
+    shutdown: Shutdown,
+    status: StatusCell<NodeStatus>,
+    last_published: Instant,
+    stats: RuntimeStats,
+}
+
+impl NodeRuntime {
+    /// Opens (or creates) the log in `options.data_dir`, binds the socket at this node's
+    /// address, and recovers the state machine by re-applying the committed log.
+    pub fn open(options: NodeOptions) -> Result<Self, RuntimeError> {
+        let ids: Vec<NodeId> = options.peers.iter().map(|p| p.0).collect();
+        let bind = options
+            .peers
+            .iter()
+            .find(|p| p.0 == options.id)
+            .map(|p| p.1)
+            .ok_or_else(|| {
+                RuntimeError::Config(format!("node {} is not in --peers", options.id))
+            })?;
+        let mut config =
+            Config::new(options.id, &ids).map_err(|e| RuntimeError::Config(e.to_string()))?;
+        config.election_ticks = options.election_ticks;
+        config.heartbeat_ticks = options.heartbeat_ticks;
+        config.lease_reads = options.lease_reads;
+        config.seed = options.id ^ seed_from_clock();
+        config
+            .validate(OUTBOX_BYTES)
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+
+        let storage = FileStorage::open(&options.data_dir, FileStorageOptions::default())?;
+        let raw = Box::new(NodeRaw::new(config, storage).map_err(|e| match e {
+            tinyraft::Error::Storage(e) => RuntimeError::Storage(e),
+            other => RuntimeError::Config(other.to_string()),
+        })?);
+
+        let mut udp_config = UdpConfig::new(options.id, bind, options.cluster_id, options.key);
+        udp_config.peers = options.peers.clone();
+        let udp = UdpTransport::bind(udp_config)?;
+
+        Ok(Self {
+            raw,
+            kv: Box::new(KvStore::new(HashKvMap::with_capacity(options.keys_max))),
+            udp,
+            peers: options.peers,
+            tick: options.tick,
+            next_tick: Instant::now() + options.tick,
+            writes: HashMap::with_capacity(CLIENTS_PENDING_MAX),
+            reads: HashMap::with_capacity(tinyraft::limits::READS_PENDING_MAX),
+            confirmed: Vec::with_capacity(tinyraft::limits::READS_PENDING_MAX),
+            spare_buffers: Vec::new(),
+            next_read_id: 1,
+            was_leader: false,
+            scratch: vec![0; CLIENT_MESSAGE_BYTES_MAX],
+            reply_buf: vec![0; CLIENT_MESSAGE_BYTES_MAX],
+            shutdown: Shutdown::new(),
+            status: StatusCell::new(),
+            last_published: Instant::now(),
+            stats: RuntimeStats::default(),
+        })
+    }
+
+    /// A handle that stops [`NodeRuntime::run`] from another thread or a signal handler.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Where the runtime publishes its status (about every 100 ms) for in-process observers.
+    pub fn status_cell(&self) -> StatusCell<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// The socket's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// The Raft node (for inspection).
+    pub fn raw(&self) -> &NodeRaw {
+        &self.raw
+    }
+
+    /// The runtime's counters.
+    pub fn stats(&self) -> RuntimeStats {
+        self.stats
+    }
+
+    /// Runs until shutdown is requested or the log fails.
+    pub fn run(mut self) -> Result<(), RuntimeError> {
+        while !self.shutdown.is_requested() {
+            self.turn()?;
+        }
+        Ok(())
+    }
+
+    /// One loop turn (see the module docs). Public for tests that drive a runtime by hand.
+    pub fn turn(&mut self) -> Result<(), RuntimeError> {
+        let wait = self.next_tick.saturating_duration_since(Instant::now());
+        let mut timeout = Some(wait);
+        for _ in 0..RECV_BATCH_MAX {
+            let Some(incoming) = self.udp.recv(timeout)? else {
+                break;
+            };
+            timeout = Some(Duration::ZERO);
+            match incoming {
+                Incoming::Raft { from, payload } => match tinyraft::Message::decode(payload) {
+                    Ok(m) if m.from == from => {
+                        let _ = self.raw.step(&m);
+                    }
+                    _ => self.stats.bad_raft_messages += 1,
+                },
+                Incoming::ClientRequest { addr, payload, .. } => {
+                    let n = payload.len().min(self.scratch.len());
+                    self.scratch[..n].copy_from_slice(&payload[..n]);
+                    self.handle_client(addr, n);
+                }
+                Incoming::ClientResponse { .. } => {}
+            }
+        }
+        let now = Instant::now();
+        let mut ticks = 0;
+        while now >= self.next_tick {
+            self.raw.tick();
+            self.next_tick += self.tick;
+            ticks += 1;
+            if ticks > 10 {
+                // We fell far behind (a stalled disk?): don't fire a burst of ticks.
+                self.next_tick = now + self.tick;
+            }
+        }
+        self.process_ready()?;
+        if now.duration_since(self.last_published) >= Duration::from_millis(100) {
+            self.last_published = now;
+            self.status.publish(self.node_status());
+        }
+        Ok(())
+    }
+
+    fn leader_addr(&self, leader: Option<NodeId>) -> Option<SocketAddr> {
+        let l = leader?;
+        self.peers.iter().find(|p| p.0 == l).map(|p| p.1)
+    }
+
+    fn reply(&mut self, addr: SocketAddr, reply: &ClientReply) {
+        if let Some(n) = protocol::encode(reply, &mut self.reply_buf) {
+            let _ = self.udp.send_client(addr, &self.reply_buf[..n]);
+            self.stats.client_replies += 1;
+        }
+    }
+
+    fn redirect(&mut self, addr: SocketAddr, nonce: u64, proposed: bool) {
+        let leader = self.raw.leader().filter(|&l| l != self.raw.id());
+        let reply = ClientReply::Redirect {
+            nonce,
+            leader,
+            leader_addr: self.leader_addr(leader),
+            proposed,
+        };
+        self.reply(addr, &reply);
+    }
+
+    /// Handles the client request in `scratch[..len]`.
+    fn handle_client(&mut self, addr: SocketAddr, len: usize) {
+        let scratch = std::mem::take(&mut self.scratch);
+        self.handle_client_bytes(addr, &scratch[..len]);
+        self.scratch = scratch;
+    }
+
+    fn handle_client_bytes(&mut self, addr: SocketAddr, bytes: &[u8]) {
+        let invalid = |nonce, reason: &str| ClientReply::Invalid {
+            nonce,
+            reason: reason.to_string(),
+        };
+        let (nonce, request) = match protocol::decode::<ClientRequest<'_>>(bytes) {
+            Some(ClientRequest::Status { nonce }) => {
+                let status = self.node_status();
+                return self.reply(addr, &ClientReply::Status { nonce, status });
+            }
+            Some(ClientRequest::Kv { nonce, request }) => (nonce, request),
+            None => return self.reply(addr, &invalid(0, "undecodable client request")),
+        };
+        let req = match Request::decode(request) {
+            Ok(r) => r,
+            Err(e) => return self.reply(addr, &invalid(nonce, &format!("bad KV request: {e}"))),
+        };
+        if let Err(e) = req.command.check_limits() {
+            let response = Response::Err(e);
+            return self.reply(addr, &ClientReply::Kv { nonce, response });
+        }
+        if self.raw.role() != Role::Leader {
+            return self.redirect(addr, nonce, false);
+        }
+        if self.writes.len() + self.reads.len() + self.confirmed.len() >= CLIENTS_PENDING_MAX {
+            return self.reply(addr, &ClientReply::Busy { nonce });
+        }
+        if req.is_read_only() {
+            let id = self.next_read_id;
+            self.next_read_id += 1;
+            match self.raw.read_index(id) {
+                Ok(()) => {
+                    let mut buf = self.spare_buffers.pop().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(request);
+                    let read = PendingRead {
+                        addr,
+                        nonce,
+                        request: buf,
+                    };
+                    self.reads.insert(id, read);
+                }
+                Err(ReadError::NotLeader { .. }) => self.redirect(addr, nonce, false),
+                Err(ReadError::Full) => self.reply(addr, &ClientReply::Busy { nonce }),
+            }
+            return;
+        }
+        match self.raw.propose(request) {
+            Ok(index) => {
+                let w = PendingWrite {
+                    addr,
+                    nonce,
+                    client_id: req.client_id,
+                    seq: req.seq,
+                };
+                self.writes.insert(index, w);
+            }
+            Err(e) => match e.kind {
+                ProposeErrorKind::NotLeader { .. } => self.redirect(addr, nonce, false),
+                ProposeErrorKind::Full | ProposeErrorKind::Transferring => {
+                    self.reply(addr, &ClientReply::Busy { nonce })
+                }
+                ProposeErrorKind::TooLarge => {
+                    self.reply(addr, &invalid(nonce, "request larger than an entry"))
+                }
+            },
+        }
+    }
+
+    /// One ready round: persist (one sync), send, apply, answer.
+    fn process_ready(&mut self) -> Result<(), RuntimeError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let ready = self.raw.ready();
+        if let Some(soft) = ready.soft_state {
+            let leader = soft.role == Role::Leader;
+            if self.was_leader && !leader {
+                self.abandon_pending();
+            }
+            self.was_leader = leader;
+        }
+        let synced = ready.must_sync;
+        let persisted = self.raw.persist(ready)?;
+        self.stats.ready_rounds += 1;
+        self.stats.syncs += u64::from(synced);
+
+        // Persisted: now, and only now, may the round's messages leave.
+        for (to, bytes) in self.raw.messages(&persisted) {
+            let _ = self.udp.send(to, bytes);
+        }
+
+        let (kv, writes, udp, buf, stats) = (
+            &mut self.kv,
+            &mut self.writes,
+            &mut self.udp,
+            &mut self.reply_buf,
+            &mut self.stats,
+        );
+        self.raw.committed_entries(&persisted, &mut |e| {
+            if e.kind != EntryKind::Normal || e.is_noop() {
+                return;
+            }
+            let response = kv.apply_entry(e.index, e.data);
+            stats.applied_entries += 1;
+            let Some(w) = writes.remove(&e.index) else {
+                return;
+            };
+            let ours = Request::decode(e.data)
+                .map(|r| (r.client_id, r.seq) == (w.client_id, w.seq))
+                .unwrap_or(false);
+            let reply = if ours {
+                ClientReply::Kv {
+                    nonce: w.nonce,
+                    response,
+                }
+            } else {
+                // Another leader's entry replaced ours at this index: ours never commits.
+                ClientReply::Redirect {
+                    nonce: w.nonce,
+                    leader: None,
+                    leader_addr: None,
+                    proposed: false,
+                }
+            };
+            if let Some(n) = protocol::encode(&reply, buf) {
+                let _ = udp.send_client(w.addr, &buf[..n]);
+                stats.client_replies += 1;
+            }
+        })?;
+        for rs in self.raw.read_states(&persisted) {
+            if let Some(read) = self.reads.remove(&rs.request) {
+                self.confirmed.push((rs.index, read));
+            }
+        }
+        self.raw.advance(persisted);
+        self.serve_confirmed_reads();
+        Ok(())
+    }
+
+    fn serve_confirmed_reads(&mut self) {
+        let applied = self.raw.applied();
+        let mut i = 0;
+        while i < self.confirmed.len() {
+            if self.confirmed[i].0 > applied {
+                i += 1;
+                continue;
+            }
+            let (_, read) = self.confirmed.swap_remove(i);
+            let response = match Request::decode(&read.request) {
+                Ok(req) => self.kv.query(&req.command),
+                Err(_) => continue,
+            };
+            let reply = ClientReply::Kv {
+                nonce: read.nonce,
+                response,
+            };
+            self.reply(read.addr, &reply);
+            self.spare_buffers.push(read.request);
+        }
+    }
+
+    /// Leadership was lost: tell every waiting client to go elsewhere. Writes already proposed
+    /// may still commit under the next leader, so their outcome is unknown (`proposed`).
+    fn abandon_pending(&mut self) {
+        let writes: Vec<PendingWrite> = self.writes.drain().map(|(_, w)| w).collect();
+        for w in writes {
+            self.redirect(w.addr, w.nonce, true);
+        }
+        let reads: Vec<PendingRead> = self.reads.drain().map(|(_, r)| r).collect();
+        let confirmed: Vec<PendingRead> = self.confirmed.drain(..).map(|(_, r)| r).collect();
+        for r in reads.into_iter().chain(confirmed) {
+            self.redirect(r.addr, r.nonce, false);
+            self.spare_buffers.push(r.request);
+        }
+    }
+
+    fn node_status(&self) -> NodeStatus {
+        let m = self.raw.membership();
+        NodeStatus {
+            id: self.raw.id(),
+            role: self.raw.role(),
+            term: self.raw.term(),
+            leader: self.raw.leader(),
+            commit: self.raw.committed(),
+            applied: self.raw.applied(),
+            first_index: self.raw.first_index(),
+            last_index: self.raw.last_index(),
+            voters: m.voters.iter().copied().collect(),
+            learners: m.learners.iter().copied().collect(),
+            keys: self.kv.map().len() as u64,
+        }
+    }
+}
+
+/// Election-timeout randomness for a real deployment: differs per process start, so two
+/// nodes restarted together do not time out in lockstep. (Simulations seed explicitly.)
+fn seed_from_clock() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ u64::from(std::process::id()).rotate_left(32)
+}
