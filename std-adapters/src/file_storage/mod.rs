@@ -42,7 +42,7 @@
 //! index on, exactly as [`Storage::append`] does: conflict truncation is itself appended,
 //! never done in place. Entries at or below the compacted index carry no live data.
 //!
-//! **`hard-state`** (44 bytes): magic "tnyrfhst" | version u32 | term u64 | vote u64 (0 =
+//! **`hard-state`** (40 bytes): magic "tnyrfhst" | version u32 | term u64 | vote u64 (0 =
 //! none) | commit u64 | crc u32 of everything before it.
 //!
 //! **`snapshot-meta`**: magic "tnyrfsnp" | version u32 | index u64 | term u64 |
@@ -903,14 +903,22 @@ impl Storage for FileStorage {
         self.snapshot.clone()
     }
 
-    /// Persists the new compaction point in `snapshot-meta`, then deletes the oldest segments
-    /// whose every record is at or below `index` (never the segment being written).
+    /// Syncs pending appends (if any), persists the new compaction point in `snapshot-meta`,
+    /// then deletes the oldest segments whose every record is at or below `index` (never the
+    /// segment being written).
     fn compact(&mut self, index: Index, meta: &SnapshotMeta) -> Result<(), Self::Error> {
         self.check_poisoned()?;
         if index <= self.snapshot.index {
             return Ok(());
         }
         let term = self.term(index)?;
+        if !self.batch.is_empty() {
+            // Pending records may differ from the durable log at or below `index` (a conflict
+            // truncation not yet synced). Were the compaction point durable and they lost in a
+            // crash, recovery would put the new snapshot in front of stale entries. Syncing
+            // first rules that out; compaction is rare, so the extra fdatasync is cheap.
+            self.sync()?;
+        }
         let mut delete = 0;
         while delete + 1 < self.segments.len() && self.segments[delete].max_index <= index {
             delete += 1;
