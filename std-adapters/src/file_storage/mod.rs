@@ -42,7 +42,7 @@
 //! index on, exactly as [`Storage::append`] does: conflict truncation is itself appended,
 //! never done in place. Entries at or below the compacted index carry no live data.
 //!
-//! **`hard-state`** (44 bytes): magic "tnyrfhst" | version u32 | term u64 | vote u64 (0 =
+//! **`hard-state`** (40 bytes): magic "tnyrfhst" | version u32 | term u64 | vote u64 (0 =
 //! none) | commit u64 | crc u32 of everything before it.
 //!
 //! **`snapshot-meta`**: magic "tnyrfsnp" | version u32 | index u64 | term u64 |
@@ -52,7 +52,10 @@
 //! Both small files are replaced by write to `NAME.tmp`, fsync, rename, fsync of the directory.
 //! `hard-state` is rewritten only when term or vote change; the commit index travels in every
 //! batch header (covered by the batch's `fdatasync`), and on open the commit index is the
-//! larger of the two, capped at the last index.
+//! larger of the two, capped at the last index. Persisting the commit index is an
+//! optimisation, not a safety need, so a sync whose only news is a higher commit index does no
+//! I/O at all: the value goes to disk with the next batch. (Otherwise a follower would pay an
+//! `fdatasync` for every commit advance a heartbeat brings.)
 //!
 //! # Durability and recovery
 //!
@@ -178,7 +181,8 @@ impl FileStorageOptions {
 /// Counters for benchmarks and tests. Cumulative since [`FileStorage::open`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileStorageStats {
-    /// `sync` calls that had something to make durable. A sync with nothing new does no I/O.
+    /// `sync` calls that had something to make durable. A sync with nothing new (or only a
+    /// higher commit index) does no I/O.
     pub syncs: u64,
     /// `fdatasync` calls on log segments: exactly one per sync that wrote a batch, however
     /// many entries it held.
@@ -247,8 +251,6 @@ pub struct FileStorage {
     hard_state: HardState,
     /// Term and vote in the durable `hard-state` file.
     durable_term_vote: (Term, Option<NodeId>),
-    /// Highest commit index that a durable batch header or `hard-state` file records.
-    durable_commit: Index,
     /// Records appended since the last sync. Empty, or the first `BATCH_RECORD_LEN` bytes are
     /// reserved for the batch header, filled in at sync.
     batch: Vec<u8>,
@@ -276,12 +278,29 @@ impl FileStorage {
                 "segment_bytes must be at least 1",
             ));
         }
-        fs::create_dir_all(&dir).map_err(|e| FileStorageError::io("create directory", &dir, e))?;
-        let dir_file =
-            File::open(&dir).map_err(|e| FileStorageError::io("open directory", &dir, e))?;
         let faults = options.faults.clone();
         let mut recovery = RecoveryReport::default();
         let mut stats = FileStorageStats::default();
+        if !dir.exists() {
+            fs::create_dir_all(&dir)
+                .map_err(|e| FileStorageError::io("create directory", &dir, e))?;
+            // The new directory's entry in its parent must be durable too, or a crash could
+            // take the whole log with it.
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let parent_file = File::open(parent)
+                .map_err(|e| FileStorageError::io("open directory", parent, e))?;
+            sync_dir(
+                parent,
+                &parent_file,
+                faults.as_ref(),
+                &mut stats.meta_fsyncs,
+            )?;
+        }
+        let dir_file =
+            File::open(&dir).map_err(|e| FileStorageError::io("open directory", &dir, e))?;
 
         let mut seqs = Vec::new();
         let listing = fs::read_dir(&dir).map_err(|e| FileStorageError::io("list", &dir, e))?;
@@ -417,7 +436,6 @@ impl FileStorage {
             membership,
             hard_state: HardState { commit, ..hs },
             durable_term_vote: (hs.term, hs.vote),
-            durable_commit: commit,
             batch: Vec::new(),
             batch_max_index: 0,
             next_batch_seq: replay.batch_seq.map_or(1, |s| s.wrapping_add(1)),
@@ -544,10 +562,7 @@ impl FileStorage {
 
     /// Writes the batch and makes it durable with one `fdatasync`.
     fn write_batch(&mut self) -> Result<(), FileStorageError> {
-        if self.batch.is_empty() {
-            // Only the commit index changed: a batch of just a header carries it.
-            self.batch.resize(BATCH_RECORD_LEN, 0);
-        }
+        debug_assert!(self.batch.len() >= BATCH_RECORD_LEN);
         let header = BatchHeader {
             seq: self.next_batch_seq,
             len: self.batch.len() as u64,
@@ -583,7 +598,6 @@ impl FileStorage {
         self.stats.batches_written += 1;
         self.stats.entries_written += entries;
         self.next_batch_seq = self.next_batch_seq.wrapping_add(1);
-        self.durable_commit = self.durable_commit.max(self.hard_state.commit);
         self.batch.clear();
         if self.batch.capacity() > WRITE_BUFFER_KEEP_BYTES {
             self.batch.shrink_to(WRITE_BUFFER_KEEP_BYTES);
@@ -886,10 +900,10 @@ impl Storage for FileStorage {
         if (hs.term, hs.vote) != self.durable_term_vote {
             self.replace_small_file(HARD_STATE_FILE, &encode_hard_state(&hs))?;
             self.durable_term_vote = (hs.term, hs.vote);
-            self.durable_commit = self.durable_commit.max(hs.commit);
             wrote = true;
         }
-        if !self.batch.is_empty() || hs.commit > self.durable_commit {
+        // A commit index alone is not worth an fdatasync; it rides with the next batch.
+        if !self.batch.is_empty() {
             self.write_batch()?;
             wrote = true;
         }
@@ -903,14 +917,22 @@ impl Storage for FileStorage {
         self.snapshot.clone()
     }
 
-    /// Persists the new compaction point in `snapshot-meta`, then deletes the oldest segments
-    /// whose every record is at or below `index` (never the segment being written).
+    /// Syncs pending appends (if any), persists the new compaction point in `snapshot-meta`,
+    /// then deletes the oldest segments whose every record is at or below `index` (never the
+    /// segment being written).
     fn compact(&mut self, index: Index, meta: &SnapshotMeta) -> Result<(), Self::Error> {
         self.check_poisoned()?;
         if index <= self.snapshot.index {
             return Ok(());
         }
         let term = self.term(index)?;
+        if !self.batch.is_empty() {
+            // Pending records may differ from the durable log at or below `index` (a conflict
+            // truncation not yet synced). Were the compaction point durable and they lost in a
+            // crash, recovery would put the new snapshot in front of stale entries. Syncing
+            // first rules that out; compaction is rare, so the extra fdatasync is cheap.
+            self.sync()?;
+        }
         let mut delete = 0;
         while delete + 1 < self.segments.len() && self.segments[delete].max_index <= index {
             delete += 1;
