@@ -1,1 +1,3 @@
-//! Shared helpers for tinyraft cluster tests.
+//! Shared helpers for tinyraft's cluster-level tests.
+
+pub mod process;

@@ -219,10 +219,15 @@ impl NodeRuntime {
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
 
         let storage = FileStorage::open(&options.data_dir, FileStorageOptions::default())?;
-        let raw = Box::new(NodeRaw::new(config, storage).map_err(|e| match e {
-            tinyraft::Error::Storage(e) => RuntimeError::Storage(e),
-            other => RuntimeError::Config(other.to_string()),
-        })?);
+        let keys_max = options.keys_max;
+        let (raw, kv) = build_on_big_stack(move || {
+            let raw = NodeRaw::new(config, storage).map_err(|e| match e {
+                tinyraft::Error::Storage(e) => RuntimeError::Storage(e),
+                other => RuntimeError::Config(other.to_string()),
+            })?;
+            let kv = KvStore::new(HashKvMap::with_capacity(keys_max));
+            Ok((Box::new(raw), Box::new(kv)))
+        })?;
 
         let mut udp_config = UdpConfig::new(options.id, bind, options.cluster_id, options.key);
         udp_config.peers = options.peers.clone();
@@ -230,7 +235,7 @@ impl NodeRuntime {
 
         Ok(Self {
             raw,
-            kv: Box::new(KvStore::new(HashKvMap::with_capacity(options.keys_max))),
+            kv,
             udp,
             peers: options.peers,
             tick: options.tick,
@@ -549,6 +554,21 @@ impl NodeRuntime {
             keys: self.kv.map().len() as u64,
         }
     }
+}
+
+/// The node is a fixed-size value of about a megabyte (its bounded buffers live inline, no
+/// heap inside the core). Building it by value can take several copies of that on the stack
+/// in an unoptimised build, so it is built on a short-lived thread with a large stack and
+/// handed back boxed.
+fn build_on_big_stack<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    std::thread::Builder::new()
+        .name("tinyraft-build".into())
+        .stack_size(64 << 20)
+        .spawn(f)?
+        .join()
+        .map_err(|_| RuntimeError::Config("building the node panicked".into()))?
 }
 
 /// Election-timeout randomness for a real deployment: differs per process start, so two
