@@ -2,18 +2,25 @@
 //!
 //! The node runtime is one thread (see [`crate::runtime`]); the only state it shares is the
 //! [`Shutdown`] flag (set from a signal handler or another thread) and the [`StatusCell`] it
-//! publishes for observers in the same process.
+//! publishes for observers in the same process. The file log's test-only
+//! [`crate::file_storage::FaultInjector`] is shared with the thread arming faults; it uses the
+//! same shim and has its own loom model.
 
-#[cfg(loom)]
-use loom::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, Mutex,
-};
-#[cfg(not(loom))]
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, Mutex,
-};
+/// The primitives, from loom under `cfg(loom)` and from std otherwise.
+pub(crate) mod shim {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    };
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    };
+}
+
+use shim::{Arc, AtomicBool, Mutex, Ordering};
 
 /// A request to stop, shared by clones. Setting it is idempotent; the runtime checks it at
 /// least once per tick and stops after finishing its current ready round (so everything it
@@ -87,7 +94,7 @@ mod loom_tests {
     fn shutdown_is_seen_with_what_came_before_it() {
         loom::model(|| {
             let s = Shutdown::new();
-            let data = Arc::new(loom::sync::atomic::AtomicU64::new(0));
+            let data = Arc::new(shim::AtomicU64::new(0));
             let (s2, d2) = (s.clone(), data.clone());
             let t = thread::spawn(move || {
                 d2.store(42, Ordering::Relaxed);

@@ -7,12 +7,11 @@
 //! [`super::FileStorageOptions::faults`] and keep the other to arm faults while the storage
 //! runs. Without an injector the hooks cost one branch per write or sync.
 
+use crate::sync::shim::{Arc, AtomicU64, Ordering};
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// Armed faults, shared between the test and the storage. Each kind counts down: arming it
 /// `n` times fails the next `n` operations of that kind.
@@ -128,4 +127,29 @@ pub fn overwrite(path: impl AsRef<Path>, offset: u64, bytes: &[u8]) -> io::Resul
         .write(true)
         .open(path)?
         .write_all_at(bytes, offset)
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    /// Faults armed from one thread while the storage consumes them on another: each arming
+    /// fails exactly one operation, never zero and never two.
+    #[test]
+    fn every_armed_fault_fires_exactly_once() {
+        loom::model(|| {
+            let f = FaultInjector::new();
+            let arm = f.clone();
+            let t = loom::thread::spawn(move || {
+                arm.fail_next_log_sync();
+                arm.fail_next_log_sync();
+            });
+            let mut fired = usize::from(f.take_log_sync_failure().is_some());
+            t.join().unwrap();
+            while f.take_log_sync_failure().is_some() {
+                fired += 1;
+            }
+            assert_eq!(fired, 2);
+        });
+    }
 }
