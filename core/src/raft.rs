@@ -632,10 +632,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         } else {
             hint_index
         };
+        let inflight_max = self.cfg.inflight_max;
         let Some(pr) = self.progress_mut(from) else {
             return;
         };
         pr.recent_active = true;
+        // A paused follower is skipped when a commit is broadcast; remember that it may have
+        // missed one.
+        let was_paused = pr.is_paused(inflight_max);
         if !success {
             if pr.maybe_decrease_to(index, hint) {
                 if pr.state == ProgressState::Replicate {
@@ -657,6 +661,11 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         if self.maybe_commit() {
             self.broadcast_append(true);
         } else {
+            if was_paused {
+                // Tell it the commit index now (with entries, if any are due), instead of
+                // leaving it to the next heartbeat.
+                self.send_append(from, true);
+            }
             self.send_appends(from);
         }
     }
