@@ -139,10 +139,9 @@ fn prevote_changes_neither_term_nor_vote() {
     assert_eq!((v.role(), v.term(), v.vote()), (Role::Follower, 2, Some(3)));
 }
 
-/// Dissertation §9.6 ("a server grants its pre-vote only if the candidate's log is at least as
-/// up to date"): the §5.4.1 comparison decides; a pre-vote for a later term is granted even by
-/// a node that already voted in its own term, and one for a term not above the voter's is
-/// refused.
+/// Dissertation §9.6: a pre-vote is granted only to a candidate whose log is at least as up to
+/// date as the voter's (the paper's §5.4.1 comparison). One for a later term is granted even by
+/// a node that already voted in its own term; one for a term not above the voter's is refused.
 #[test]
 fn prevote_is_granted_only_to_an_up_to_date_log() {
     // The voter is at term 2, voted for node 3, and its log ends at (2, term 2).
@@ -501,4 +500,32 @@ fn stale_leader_is_told_the_later_term() {
             "the new leader is undisturbed"
         );
     }
+}
+
+/// Dissertation §9.6 with §4.2.3: a node whose timer fired has given up on its leader, so as a
+/// pre-candidate it is not in a lease; it answers another node's pre-vote and vote, letting
+/// that node win even though the old leader (still in its own lease) ignores them.
+#[test]
+fn precandidate_has_no_lease_and_can_elect_another_node() {
+    let mut net = check_quorum_net(3, true);
+    net.campaign(1);
+    net.isolate(3);
+    for _ in 0..100 {
+        if net.node(3).role() == Role::PreCandidate {
+            break;
+        }
+        net.node_mut(3).tick();
+    }
+    assert_eq!(net.state(3), (Role::PreCandidate, 1));
+    net.settle();
+    net.recover();
+
+    net.campaign(2);
+    assert_eq!(net.state(2), (Role::Leader, 2));
+    assert_eq!(net.state(3), (Role::Follower, 2));
+    assert_eq!(
+        net.state(1),
+        (Role::Follower, 2),
+        "deposed by the new leader's appends"
+    );
 }
