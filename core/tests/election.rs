@@ -576,3 +576,27 @@ fn round_soft(n: &mut TestNode) -> Option<SoftState> {
     n.advance(p);
     s
 }
+
+/// §5.2 with Figure 2 (currentTerm and votedFor are persistent state, "updated on stable
+/// storage before responding to RPCs"): a node that voted and then restarts still refuses a
+/// second candidate of that term. A vote that was never persisted was never sent either, so a
+/// crash before the ready round may leave the node free to vote again.
+#[test]
+fn a_granted_vote_survives_a_restart() {
+    let voters = [1, 2, 3];
+    let mut n = node(1, &voters);
+    step_ok(&mut n, &vote_req(2, 1, 1, false, (0, 0)));
+    assert_eq!(only_vote_response(&round(&mut n).messages), (2, 1, true));
+    let mut n = node_with(config(1, &voters), into_storage(n));
+    assert_eq!((n.term(), n.vote()), (1, Some(2)));
+    step_ok(&mut n, &vote_req(3, 1, 1, false, (0, 0)));
+    assert_eq!(only_vote_response(&round(&mut n).messages), (3, 1, false));
+
+    let mut m = node(1, &voters);
+    step_ok(&mut m, &vote_req(2, 1, 1, false, (0, 0)));
+    assert_eq!(m.vote(), Some(2));
+    let mut m = node_with(config(1, &voters), into_storage(m));
+    assert_eq!((m.term(), m.vote()), (0, None), "nothing was persisted");
+    step_ok(&mut m, &vote_req(3, 1, 1, false, (0, 0)));
+    assert_eq!(only_vote_response(&round(&mut m).messages), (3, 1, true));
+}
