@@ -292,3 +292,31 @@ fn fast_backtracking_skips_a_term_per_round_trip() {
         assert_eq!(rejections.get(), want, "case {i}: round trips");
     }
 }
+
+/// §5.3 (followers learn the commit index from later AppendEntries): a follower that was paused
+/// — its probe still unanswered — when the commit index advanced missed that broadcast; its
+/// acknowledgement is answered with the commit index at once, not only at the next heartbeat.
+#[test]
+fn paused_follower_is_told_the_commit_index_when_it_answers() {
+    let mut n = leader(|_| {});
+    step_ok(&mut n, &append_ok(2, 1, 1, 1));
+    let sent = drain(&mut n);
+    assert_eq!(n.committed(), 1);
+    assert!(
+        appends_to(&sent, 3).is_empty(),
+        "node 3 is still being probed"
+    );
+
+    step_ok(&mut n, &append_ok(3, 1, 1, 1));
+    let sent = drain(&mut n);
+    let to3 = appends_to(&sent, 3);
+    assert_eq!(to3.len(), 1, "{sent:?}");
+    match to3[0].msg().body {
+        Body::Append {
+            commit,
+            ref entries,
+            ..
+        } => assert_eq!((commit, entries.len()), (1, 0)),
+        ref b => panic!("{b:?}"),
+    };
+}
