@@ -68,11 +68,6 @@ pub fn heartbeat_resp(from: NodeId, to: NodeId, term: Term, context: u64) -> Vec
     ))
 }
 
-/// The messages of `sent` addressed to `to`.
-pub fn to_node(sent: &[Sent], to: NodeId) -> Vec<&Sent> {
-    sent.iter().filter(|s| s.to == to).collect()
-}
-
 /// True if the message is an append.
 pub fn is_append(s: &Sent) -> bool {
     matches!(s.msg().body, Body::Append { .. })
