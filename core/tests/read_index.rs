@@ -130,40 +130,42 @@ fn lease_reads_are_answered_at_once_only_while_the_lease_holds() {
         c.lease_reads = true;
         c.election_ticks = election_ticks;
     });
-    net.campaign(1);
+    // Elected by timeouts, as a running cluster would be.
+    let l = net.elect(100).expect("a leader");
+    let committed = net.node(l).committed();
 
     // Before any acknowledged heartbeat there is no lease: a heartbeat round is needed.
-    net.node_mut(1).read_index(1).unwrap();
-    let r = round(net.node_mut(1));
+    net.node_mut(l).read_index(1).unwrap();
+    let r = round(net.node_mut(l));
     assert!(r.reads.is_empty());
     assert!(r.messages.iter().any(is_heartbeat));
-    net.deliver(1, r.messages);
+    net.deliver(l, r.messages);
 
     // After a tick's heartbeats are acknowledged, reads are answered in the same round.
     net.ticks(2);
-    net.node_mut(1).read_index(2).unwrap();
-    let r = round(net.node_mut(1));
-    assert!(r.reads.contains(&rs(2, 1)));
+    net.node_mut(l).read_index(2).unwrap();
+    let r = round(net.node_mut(l));
+    assert!(r.reads.contains(&rs(2, committed)));
     assert!(r.messages.is_empty(), "no messages needed");
 
     // Cut off, the leader keeps answering from its lease for election_ticks - 1 ticks past
     // the last acknowledged heartbeat (one tick of margin for clock drift), then stops.
-    net.isolate(1);
+    net.isolate(l);
     for k in 1..election_ticks {
-        net.tick_node(1);
-        net.node_mut(1).read_index(100 + k as u64).unwrap();
-        let r = round(net.node_mut(1));
+        net.tick_node(l);
+        net.node_mut(l).read_index(100 + k as u64).unwrap();
+        let r = round(net.node_mut(l));
         let answered = r.reads.iter().any(|x| x.request == 100 + k as u64);
         assert_eq!(answered, k < election_ticks - 1, "after {k} ticks cut off");
     }
     assert_eq!(
-        net.node(1).role(),
+        net.node(l).role(),
         Role::Leader,
         "it still believes it leads"
     );
     let mut reads = Vec::new();
     for _ in 0..5 {
-        net.node_mut(1).tick();
+        net.node_mut(l).tick();
         reads.extend(net.settle_reads());
     }
     assert!(
