@@ -420,9 +420,15 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         }
         if m.term > self.term {
             if let Body::Vote { transfer, .. } = m.body {
+                // After a restart we cannot know whether we acknowledged a leader's heartbeat
+                // just before going down; with lease reads that leader may be serving reads
+                // from a lease our acknowledgement granted, so honour it for one election
+                // timeout after starting.
+                let just_started =
+                    self.cfg.lease_reads && self.ticks < u64::from(self.cfg.election_ticks);
                 let in_lease = self.cfg.check_quorum
-                    && self.leader.is_some()
-                    && self.election_elapsed < self.cfg.election_ticks;
+                    && ((self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks)
+                        || just_started);
                 if in_lease && !transfer {
                     // §6.2 / §9.6: a leader we heard from recently is alive; do not let a
                     // disruptive candidate raise our term.
