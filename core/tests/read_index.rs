@@ -232,3 +232,51 @@ fn pending_reads_are_bounded() {
     let ids: Vec<u64> = reads.iter().map(|(_, r)| r.request).collect();
     assert_eq!(ids, (0..READS_PENDING_MAX as u64).collect::<Vec<_>>());
 }
+
+/// Dissertation §6.4.1 with §4.2.3: a lease holds because the followers that acknowledged it
+/// will not vote for anyone else for an election timeout. A follower that restarts has
+/// forgotten when it last heard from the leader, so for its first election timeout it ignores
+/// vote requests as if in a lease; otherwise a candidate the leader cannot reach could win with
+/// its vote and commit writes while the old leader still answers reads from its lease.
+#[test]
+fn restarted_follower_keeps_honouring_a_lease_it_may_have_granted() {
+    let mut net = Network::with_config(3, |c| {
+        c.check_quorum = true;
+        c.lease_reads = true;
+    });
+    let l = net.elect(100).expect("a leader");
+    net.ticks(2);
+    let others: Vec<u64> = net.ids().into_iter().filter(|&i| i != l).collect();
+    let (x, y) = (others[0], others[1]);
+
+    // x cannot hear the leader; y restarts right after acknowledging its heartbeats.
+    net.cut(l, x);
+    net.crash(y);
+    net.restart(y);
+    net.campaign(x);
+    assert_ne!(net.node(x).role(), Role::Leader, "y must not vote yet");
+    assert_eq!(net.state(l).0, Role::Leader);
+
+    // The leader's lease read is therefore not stale.
+    net.node_mut(l).read_index(1).unwrap();
+    let r = round(net.node_mut(l));
+    assert_eq!(r.reads.len(), 1, "answered from the lease");
+    let newest = net.ids().iter().map(|&i| net.node(i).committed()).max();
+    assert!(Some(r.reads[0].index) >= newest);
+
+    // The restart lease ends after one election timeout: without the old leader, x and y
+    // elect one of them.
+    net.crash(l);
+    let mut leader = None;
+    for _ in 0..60 {
+        net.tick_node(x);
+        net.tick_node(y);
+        leader = [x, y]
+            .into_iter()
+            .find(|&i| net.node(i).role() == Role::Leader);
+        if leader.is_some() {
+            break;
+        }
+    }
+    assert!(leader.is_some(), "x and y elect a leader");
+}
