@@ -33,7 +33,9 @@ pub struct Config {
     pub apply_entries_max: u64,
     /// Serve reads from the leader lease instead of a heartbeat round (needs `check_quorum`).
     /// Assumes clocks tick at the same rate within a factor well below `election_ticks /
-    /// (election_ticks - 1)`; see `RawNode::read_index`.
+    /// (election_ticks - 1)`; see `RawNode::read_index`. A node with this set ignores vote
+    /// requests for its first `election_ticks` ticks after starting, since it may have granted
+    /// a lease just before a restart.
     pub lease_reads: bool,
     /// Seed of the PRNG that randomizes election timeouts. Give each node a different seed.
     pub seed: u64,

@@ -420,9 +420,15 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         }
         if m.term > self.term {
             if let Body::Vote { transfer, .. } = m.body {
+                // After a restart we cannot know whether we acknowledged a leader's heartbeat
+                // just before going down; with lease reads that leader may be serving reads
+                // from a lease our acknowledgement granted, so honour it for one election
+                // timeout after starting.
+                let just_started =
+                    self.cfg.lease_reads && self.ticks < u64::from(self.cfg.election_ticks);
                 let in_lease = self.cfg.check_quorum
-                    && self.leader.is_some()
-                    && self.election_elapsed < self.cfg.election_ticks;
+                    && ((self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks)
+                        || just_started);
                 if in_lease && !transfer {
                     // §6.2 / §9.6: a leader we heard from recently is alive; do not let a
                     // disruptive candidate raise our term.
@@ -632,10 +638,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         } else {
             hint_index
         };
+        let inflight_max = self.cfg.inflight_max;
         let Some(pr) = self.progress_mut(from) else {
             return;
         };
         pr.recent_active = true;
+        // A paused follower is skipped when a commit is broadcast; remember that it may have
+        // missed one.
+        let was_paused = pr.is_paused(inflight_max);
         if !success {
             if pr.maybe_decrease_to(index, hint) {
                 if pr.state == ProgressState::Replicate {
@@ -657,6 +667,11 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         if self.maybe_commit() {
             self.broadcast_append(true);
         } else {
+            if was_paused {
+                // Tell it the commit index now (with entries, if any are due), instead of
+                // leaving it to the next heartbeat.
+                self.send_append(from, true);
+            }
             self.send_appends(from);
         }
     }

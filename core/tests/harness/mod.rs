@@ -10,6 +10,11 @@ use tinyraft::{
     RawNode, ReadState, Role, Storage, Term,
 };
 
+mod drive;
+// Not every test file drives single nodes by hand.
+#[allow(unused_imports)]
+pub use drive::*;
+
 pub type TestStorage = MemStorage<{ 128 * 1024 }, 4096>;
 pub type TestNode = RawNode<TestStorage, { 32 * 1024 }, { 32 * 1024 }>;
 
