@@ -70,7 +70,7 @@ pub use node::{Node, NodeError};
 pub use progress::{Progress, ProgressState};
 pub use raft::{ReadError, ReadState, Stats};
 pub use raw_node::{Persisted, RawNode, Ready};
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotError, StateMachine};
 pub use storage::{Storage, StorageError, StorageErrorKind};
 pub use transport::Transport;
 pub use types::*;

@@ -179,6 +179,14 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
         }
     }
 
+    /// The storage installed a snapshot up to `index` (keeping or discarding the entries after
+    /// it): drop unstable entries, and move the commit point (the apply point follows when the
+    /// state machine is restored).
+    pub(crate) fn installed_snapshot(&mut self, index: Index) {
+        self.unstable.reset(self.storage.last_index() + 1);
+        self.committed = self.committed.max(index);
+    }
+
     pub(crate) fn commit_to(&mut self, index: Index) -> bool {
         let index = index.min(self.last_index());
         if index > self.committed {

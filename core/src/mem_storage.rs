@@ -25,6 +25,7 @@ impl StorageError for MemStorageError {
 ///
 /// `SNAPSHOT_BYTES` bounds one snapshot's data; 0 (the default) means this storage cannot
 /// hold snapshots, so its log can never be compacted.
+#[derive(Clone)]
 pub struct MemStorage<const BYTES: usize, const ENTRIES: usize, const SNAPSHOT_BYTES: usize = 0> {
     log: EntryRing<BYTES, ENTRIES>,
     hard_state: HardState,
@@ -186,7 +187,9 @@ impl<const BYTES: usize, const ENTRIES: usize, const SNAPSHOT_BYTES: usize> Stor
 
     fn read_snapshot(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error> {
         let data = &self.snap_data[self.active][..self.snap_len[self.active]];
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
         let n = buf.len().min(data.len() - start);
         buf[..n].copy_from_slice(&data[start..start + n]);
         Ok(n)
@@ -278,7 +281,10 @@ mod tests {
         while s.append(e(i, 1, b"x")).is_ok() {
             i += 1;
         }
-        assert_eq!(s.append(e(i, 1, b"x")).unwrap_err().kind(), StorageErrorKind::Full);
+        assert_eq!(
+            s.append(e(i, 1, b"x")).unwrap_err().kind(),
+            StorageErrorKind::Full
+        );
         snapshot(&mut s, 2, 1, b"state");
         s.append(e(i, 1, b"x")).unwrap();
         assert_eq!(s.first_index(), 3);
@@ -317,7 +323,10 @@ mod tests {
     fn snapshot_larger_than_its_buffer_is_refused() {
         let mut s: MemStorage<64, 16, 4> = MemStorage::new();
         s.begin_snapshot(&SnapshotMeta::default()).unwrap();
-        assert_eq!(s.write_snapshot(b"12345").unwrap_err().kind(), StorageErrorKind::Full);
+        assert_eq!(
+            s.write_snapshot(b"12345").unwrap_err().kind(),
+            StorageErrorKind::Full
+        );
         s.write_snapshot(b"1234").unwrap();
     }
 

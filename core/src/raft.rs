@@ -10,13 +10,15 @@ use crate::config::Config;
 use crate::error::{Error, ProposeError, ProposeErrorKind};
 use crate::limits::{ENTRY_DATA_BYTES_MAX, PEERS_MAX, READS_PENDING_MAX};
 use crate::log::RaftLog;
-use crate::message::{AppendWriter, Body, Message};
+use crate::message::{encode_snapshot_chunk, AppendWriter, Body, Message};
 use crate::outbox::Outbox;
 use crate::progress::{Progress, ProgressState};
 use crate::quorum::{majority_index, vote_result, VoteResult};
 use crate::rng::Rng;
 use crate::storage::{Storage, StorageErrorKind};
-use crate::types::{EntryKind, HardState, Index, Membership, NodeId, Role, SoftState, Term};
+use crate::types::{
+    EntryKind, HardState, Index, Membership, NodeId, Role, SnapshotMeta, SoftState, Term,
+};
 
 /// A linearizable read that may now be served: once the state machine has applied
 /// `index`, reading it reflects every write acknowledged before the read was requested.
@@ -87,6 +89,10 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     pending_reads: Deque<PendingRead, READS_PENDING_MAX>,
     pub(crate) read_states: Vec<ReadState, READS_PENDING_MAX>,
     pub(crate) stats: Stats,
+    /// A snapshot being received from the leader: which one, and the next byte expected.
+    incoming: Option<(Index, Term, u64)>,
+    /// An installed snapshot the state machine has yet to be restored from.
+    pub(crate) pending_restore: Option<SnapshotMeta>,
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
@@ -119,6 +125,8 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             pending_reads: Deque::new(),
             read_states: Vec::new(),
             stats: Stats::default(),
+            incoming: None,
+            pending_restore: None,
             cfg,
         };
         raft.become_follower(term, None);
@@ -442,14 +450,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                     pre: true,
                     granted: true,
                 } => {}
-                Body::Append { .. } | Body::Heartbeat { .. } => {
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } => {
                     self.become_follower(m.term, Some(m.from))
                 }
                 _ => self.become_follower(m.term, None),
             }
         } else if m.term < self.term {
             match m.body {
-                Body::Append { .. } | Body::Heartbeat { .. }
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
                     if self.cfg.check_quorum || self.cfg.pre_vote =>
                 {
                     // A stale leader cut off by a partition: tell it our term so it steps down
@@ -482,7 +490,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 ..
             } => self.handle_vote_request(m, pre, last_index, last_term),
             Body::VoteResponse { pre, granted } => self.handle_vote_response(m.from, pre, granted),
-            Body::Append { .. } | Body::Heartbeat { .. } if self.role != Role::Leader => {
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
+                if self.role != Role::Leader =>
+            {
                 if self.role != Role::Follower {
                     // A leader exists in our term (§5.2: a candidate recognizes it).
                     self.become_follower(m.term, Some(m.from));
@@ -491,6 +501,8 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 self.leader = Some(m.from);
                 if let Body::Append { .. } = m.body {
                     self.handle_append(m)?;
+                } else if let Body::Snapshot { .. } = m.body {
+                    self.handle_snapshot_chunk(m)?;
                 } else if let Body::Heartbeat { commit, context } = m.body {
                     self.log.commit_to(commit);
                     let last_index = self.log.last_index();
@@ -513,6 +525,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             }
             Body::HeartbeatResponse { context, .. } if self.role == Role::Leader => {
                 self.handle_heartbeat_response(m.from, context)
+            }
+            Body::SnapshotResponse {
+                index,
+                term,
+                next_offset,
+                done,
+            } if self.role == Role::Leader => {
+                self.handle_snapshot_response(m.from, index, term, next_offset, done)
             }
             Body::TimeoutNow if self.promotable() && self.role != Role::Leader => {
                 // §3.10: the leader chose us; campaign at once, skipping pre-vote.
@@ -686,7 +706,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(context);
         pr.on_heartbeat_response(inflight_max);
-        if pr.matched < last {
+        if let ProgressState::Snapshot { .. } = pr.state {
+            // No answer to the last chunk may have come: send it (again).
+            self.send_snapshot_chunk(from);
+        } else if pr.matched < last {
             self.send_append(from, true);
             self.send_appends(from);
         }
@@ -772,9 +795,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         let prev_term = match self.log.term(prev_index) {
             Ok(t) => t,
             Err(StorageErrorKind::Compacted) => {
-                // The follower needs entries we no longer have: it needs a snapshot.
-                let snap = self.log.first_index() - 1;
-                self.progress[pos].become_snapshot(snap);
+                // The follower needs entries we no longer have: it needs a snapshot (§7).
+                let meta = self.log.storage.snapshot_meta();
+                self.progress[pos].become_snapshot(meta.index, meta.term);
+                self.send_snapshot_chunk(to);
                 return false;
             }
             Err(_) => return false,
@@ -805,6 +829,155 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         }
         self.progress[pos].sent(sent_last, carried > 0);
         carried > 0
+    }
+
+    /// Sends the next chunk of the current snapshot to `to` (in snapshot state), one chunk in
+    /// flight at a time. If the snapshot changed since the transfer began (a newer compaction),
+    /// the transfer starts over with the new one.
+    fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let Some(pos) = self.progress.iter().position(|p| p.id == to) else {
+            return;
+        };
+        let ProgressState::Snapshot { index } = self.progress[pos].state else {
+            return;
+        };
+        if self.progress[pos].probe_sent {
+            return;
+        }
+        let storage = &self.log.storage;
+        let meta = storage.snapshot_meta();
+        let total = storage.snapshot_len();
+        if (meta.index, meta.term) != (index, self.progress[pos].snapshot_term) {
+            self.progress[pos].become_snapshot(meta.index, meta.term);
+        }
+        let offset = self.progress[pos].snapshot_offset.min(total);
+        let len = (total - offset).min(self.cfg.effective_snapshot_chunk_bytes() as u64) as usize;
+        let head = (self.cfg.id, to, self.term);
+        let queued = self
+            .outbox
+            .push_with(to, self.cfg.message_bytes_max, |buf| {
+                encode_snapshot_chunk(buf, head, &meta, total, offset, len, |dst| {
+                    storage.read_snapshot(offset, dst).unwrap_or(0)
+                })
+            });
+        if queued {
+            self.progress[pos].probe_sent = true;
+        } else {
+            self.stats.outbox_dropped += 1;
+        }
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        term: Term,
+        next_offset: u64,
+        done: bool,
+    ) {
+        let Some(pr) = self.progress_mut(from) else {
+            return;
+        };
+        pr.recent_active = true;
+        let ProgressState::Snapshot { index: sending } = pr.state else {
+            return;
+        };
+        if (sending, pr.snapshot_term) != (index, term) {
+            return; // about a snapshot we no longer send
+        }
+        pr.probe_sent = false;
+        if done {
+            pr.maybe_update(index);
+            pr.become_probe();
+            self.send_append(from, true);
+        } else {
+            pr.snapshot_offset = next_offset;
+            self.send_snapshot_chunk(from);
+        }
+    }
+
+    /// Follower: one chunk of the leader's snapshot (§7). Chunks must arrive in order; the
+    /// answer tells the leader where to continue. The last chunk installs the snapshot.
+    fn handle_snapshot_chunk(&mut self, m: &Message<'_>) -> Result<(), Error<S::Error>> {
+        let Body::Snapshot {
+            ref meta,
+            total_len,
+            offset,
+            data,
+        } = m.body
+        else {
+            return Ok(());
+        };
+        let committed = self.log.committed;
+        if meta.index <= committed {
+            // We already have everything it covers (stale or duplicate).
+            self.send_append_response(m.from, true, committed, 0, 0);
+            return Ok(());
+        }
+        if self.log.matches(meta.index, meta.term) {
+            // Our log already holds the snapshot's last entry, so it holds everything before
+            // it too (log matching): no need for the data.
+            self.log.commit_to(meta.index);
+            self.send_append_response(m.from, true, meta.index, 0, 0);
+            return Ok(());
+        }
+        let id = (meta.index, meta.term);
+        if offset == 0 {
+            self.log
+                .storage
+                .begin_snapshot(meta)
+                .map_err(Error::Storage)?;
+            self.incoming = Some((id.0, id.1, 0));
+        }
+        let expected = match self.incoming {
+            Some((i, t, next)) if (i, t) == id => next,
+            _ => 0,
+        };
+        if offset != expected || self.incoming.is_none() {
+            let body = Body::SnapshotResponse {
+                index: id.0,
+                term: id.1,
+                next_offset: expected,
+                done: false,
+            };
+            self.send(m.from, body);
+            return Ok(());
+        }
+        if let Err(e) = self.log.storage.write_snapshot(data) {
+            // Start over from scratch next time (e.g. the snapshot does not fit our storage).
+            self.incoming = None;
+            return Err(Error::Storage(e));
+        }
+        let next = expected + data.len() as u64;
+        self.incoming = Some((id.0, id.1, next));
+        let done = next == total_len;
+        if done {
+            self.incoming = None;
+            self.log.storage.finish_snapshot().map_err(Error::Storage)?;
+            self.log.installed_snapshot(meta.index);
+            self.membership = meta.membership.clone();
+            self.pending_restore = Some(meta.clone());
+        }
+        let body = Body::SnapshotResponse {
+            index: id.0,
+            term: id.1,
+            next_offset: next,
+            done,
+        };
+        self.send(m.from, body);
+        Ok(())
+    }
+
+    /// Local compaction: `meta` describes a snapshot the caller is about to write at the
+    /// applied index.
+    pub(crate) fn snapshot_meta_at_applied(&self) -> Option<SnapshotMeta> {
+        let index = self.log.applied;
+        let term = self.log.term(index).ok()?;
+        Some(SnapshotMeta {
+            index,
+            term,
+            membership: self.membership.clone(),
+        })
     }
 
     fn broadcast_heartbeat(&mut self) {
