@@ -488,7 +488,7 @@ impl Network {
         self.nodes[id as usize - 1] = Some(TestNode::new(cfg, s).unwrap());
         // The state machine lived in memory: it restarts empty and is rebuilt from the
         // snapshot and the log.
-        self.sms[id as usize - 1] = Box::new(TestKv::new(ArenaMap::new()));
+        *self.sms[id as usize - 1] = TestKv::new(ArenaMap::new());
     }
 
     pub fn membership(&self) -> Membership {
