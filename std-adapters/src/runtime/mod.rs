@@ -79,6 +79,9 @@ pub struct NodeOptions {
     pub keys_max: usize,
     /// Serve reads from the leader lease (see `tinyraft::Config::lease_reads`).
     pub lease_reads: bool,
+    /// Snapshot the state machine and compact the log every this many applied entries
+    /// (0: never).
+    pub compact_after: u64,
 }
 
 impl NodeOptions {
@@ -100,6 +103,7 @@ impl NodeOptions {
             heartbeat_ticks: 2,
             keys_max: 200_000,
             lease_reads: false,
+            compact_after: 10_000,
         }
     }
 }
@@ -109,6 +113,8 @@ impl NodeOptions {
 pub enum RuntimeError {
     /// The log failed; after a failed sync the node must not go on (see `FileStorage`).
     Storage(FileStorageError),
+    /// Taking a snapshot or restoring the state machine from one failed.
+    Snapshot(tinyraft::SnapshotError),
     /// The socket failed.
     Io(io::Error),
     /// The options are inconsistent.
@@ -119,6 +125,7 @@ impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuntimeError::Storage(e) => write!(f, "storage: {e}"),
+            RuntimeError::Snapshot(e) => write!(f, "snapshot: {e}"),
             RuntimeError::Io(e) => write!(f, "socket: {e}"),
             RuntimeError::Config(e) => write!(f, "configuration: {e}"),
         }
@@ -170,6 +177,8 @@ pub struct RuntimeStats {
     pub client_replies: u64,
     /// Raft datagrams that did not decode into a valid message.
     pub bad_raft_messages: u64,
+    /// Snapshots taken (log compactions).
+    pub snapshots: u64,
 }
 
 /// One running node. Build it with [`NodeRuntime::open`], then call [`NodeRuntime::run`].
@@ -213,6 +222,7 @@ impl NodeRuntime {
         config.election_ticks = options.election_ticks;
         config.heartbeat_ticks = options.heartbeat_ticks;
         config.lease_reads = options.lease_reads;
+        config.compact_after = options.compact_after;
         config.seed = options.id ^ seed_from_clock();
         config
             .validate(OUTBOX_BYTES)
@@ -445,6 +455,11 @@ impl NodeRuntime {
         }
         let synced = ready.must_sync;
         let persisted = self.raw.persist(ready)?;
+        // A snapshot installed this round (or found at start) replaces the state machine
+        // before the entries after it are applied.
+        self.raw
+            .restore_snapshot(&persisted, &mut *self.kv)
+            .map_err(RuntimeError::Snapshot)?;
         self.stats.ready_rounds += 1;
         self.stats.syncs += u64::from(synced);
 
@@ -498,6 +513,10 @@ impl NodeRuntime {
         }
         self.raw.advance(persisted);
         self.serve_confirmed_reads();
+        if self.raw.wants_snapshot() {
+            self.raw.take_snapshot(&*self.kv).map_err(RuntimeError::Snapshot)?;
+            self.stats.snapshots += 1;
+        }
         Ok(())
     }
 
