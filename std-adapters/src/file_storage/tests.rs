@@ -583,7 +583,9 @@ fn a_failed_fdatasync_poisons_the_storage() {
         s.append(e(7, 1, b"x")).unwrap_err(),
         s.set_hard_state(&HardState::default()).unwrap_err(),
         s.sync().unwrap_err(),
-        s.compact(2, &SnapshotMeta::default()).unwrap_err(),
+        s.begin_snapshot(&SnapshotMeta::default()).unwrap_err(),
+        s.write_snapshot(b"x").unwrap_err(),
+        s.finish_snapshot().unwrap_err(),
     ] {
         assert!(matches!(err, FileStorageError::Poisoned { .. }), "{err}");
         assert_eq!(err.kind(), StorageErrorKind::Io);
@@ -822,8 +824,52 @@ fn segments_roll_and_are_read_across() {
     assert_eq!(s.recovery_report().segments, n);
 }
 
+/// Writes a complete snapshot through the streaming API, in pieces of 7 bytes.
+fn snap(s: &mut FileStorage, index: Index, term: Term, membership: &Membership, data: &[u8]) {
+    let meta = SnapshotMeta {
+        index,
+        term,
+        membership: membership.clone(),
+    };
+    s.begin_snapshot(&meta).unwrap();
+    for piece in data.chunks(7) {
+        s.write_snapshot(piece).unwrap();
+    }
+    s.finish_snapshot().unwrap();
+}
+
+/// The current snapshot's data, read back in pieces of 5 bytes.
+fn snapshot_data(s: &FileStorage) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 5];
+    loop {
+        let n = s.read_snapshot(out.len() as u64, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(out.len() as u64, s.snapshot_len());
+    out
+}
+
+/// Snapshot files in `dir` (final names only), oldest first.
+fn snapshot_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn voters(ids: &[NodeId]) -> Membership {
+    Membership::from_voters(ids).unwrap()
+}
+
 #[test]
-fn compaction_deletes_old_segments_and_survives_reopen() {
+fn a_snapshot_matching_the_log_keeps_the_suffix_and_deletes_covered_segments() {
     let dir = TempDir::new().unwrap();
     let mut s = open_with(dir.path(), 300);
     for i in 1..=60 {
@@ -834,77 +880,76 @@ fn compaction_deletes_old_segments_and_survives_reopen() {
     }
     s.sync().unwrap();
     let segs_before = s.segment_count();
+    let log_before = s.log_bytes();
     let usage_before = s.disk_usage();
-    let membership = Membership::from_voters(&[1, 2, 3]).unwrap();
-    let meta = SnapshotMeta {
-        index: 0,
-        term: 0,
-        membership: membership.clone(),
-    };
-    s.compact(40, &meta).unwrap();
-    assert_eq!(s.first_index(), 41);
-    assert_eq!(s.term(40).unwrap(), 1 + 40 / 20);
-    assert_eq!(s.term(39).unwrap_err().kind(), StorageErrorKind::Compacted);
+    let m = voters(&[1, 2, 3]);
+    snap(&mut s, 40, 1 + 40 / 20, &m, b"state at 40");
+    assert_eq!((s.first_index(), s.last_index()), (41, 60));
     assert_eq!(
         s.entries(40, 42, 100, &mut |_| true).unwrap_err().kind(),
         StorageErrorKind::Compacted
     );
+    // No earlier snapshot: nothing to keep segments for.
     assert!(s.segment_count() < segs_before);
     assert_eq!(segment_paths(dir.path()).len(), s.segment_count());
+    assert!(s.log_bytes() < log_before);
     assert!(s.disk_usage() < usage_before);
-    // Every remaining segment still holds a record above the compaction point.
+    // Every remaining segment still holds a record above the snapshot.
     assert!(s.segments.iter().all(|g| g.max_index > 40));
-    assert_eq!(s.snapshot_meta().index, 40);
-    assert_eq!(s.snapshot_meta().membership, membership);
-    // Compacting to the same point again does nothing.
-    s.compact(40, &meta).unwrap();
     let after = read_all(&s);
-    let deleted = s.stats().segments_deleted;
-    assert!(deleted > 0);
+    assert_eq!(after.len(), 20);
+    assert!(s.stats().segments_deleted > 0);
     drop(s);
 
     let mut s = open_with(dir.path(), 300);
     assert_eq!((s.first_index(), s.last_index()), (41, 60));
-    assert_eq!(s.term(40).unwrap(), 1 + 40 / 20);
     assert_eq!(read_all(&s), after);
-    assert_eq!(s.initial_state().unwrap().membership, Some(membership));
-    assert!(s.hard_state().commit >= 40);
-    // Appends go on after compaction, and compaction of everything works.
+    // Appends go on after the snapshot, and a snapshot of everything works.
     append_range(&mut s, 61, 70, 9);
-    s.compact(70, &meta).unwrap();
+    snap(&mut s, 70, 9, &m, b"state at 70");
     assert_eq!((s.first_index(), s.last_index()), (71, 70));
     assert_eq!(s.term(70).unwrap(), 9);
+    s.append(e(71, 9, b"71")).unwrap();
+    s.sync().unwrap();
     drop(s);
     let s = open_with(dir.path(), 300);
-    assert_eq!((s.first_index(), s.last_index()), (71, 70));
+    assert_eq!((s.first_index(), s.last_index()), (71, 71));
     assert_eq!(s.term(70).unwrap(), 9);
-    assert_eq!(s.segment_count(), 1);
+    assert_eq!(snapshot_data(&s), b"state at 70");
+    // The previous snapshot is kept as a fallback, an older one is not.
+    assert_eq!(snapshot_paths(dir.path()).len(), 2);
 }
 
 #[test]
-fn segments_an_interrupted_compaction_left_behind_are_removed() {
+fn segments_and_snapshots_an_interrupted_finish_left_behind_are_removed() {
     let dir = TempDir::new().unwrap();
     let mut s = open_with(dir.path(), 200);
     for i in 1..=30 {
         s.append(e(i, 1, &payload(i))).unwrap();
         s.sync().unwrap();
     }
+    snap(&mut s, 10, 1, &Membership::default(), b"10");
+    snap(&mut s, 20, 1, &Membership::default(), b"20");
     let first = segment_paths(dir.path())[0].clone();
     let saved = fs::read(&first).unwrap();
-    s.compact(25, &SnapshotMeta::default()).unwrap();
-    assert!(!first.exists());
+    let oldest = snapshot_paths(dir.path())[0].clone();
+    let saved_snapshot = fs::read(&oldest).unwrap();
+    snap(&mut s, 25, 1, &Membership::default(), b"25");
+    assert!(!first.exists() && !oldest.exists());
     drop(s);
-    // A crash after snapshot-meta was replaced but before the deletion reached the disk.
+    // A crash after the new snapshot was durable but before the deletions reached the disk.
     fs::write(&first, saved).unwrap();
+    fs::write(&oldest, saved_snapshot).unwrap();
     let s = open_with(dir.path(), 200);
     assert_eq!((s.first_index(), s.last_index()), (26, 30));
-    assert!(s.recovery_report().leftovers_removed >= 1);
-    assert!(!first.exists());
+    assert_eq!(s.recovery_report().leftovers_removed, 2);
+    assert!(!first.exists() && !oldest.exists());
+    assert_eq!(snapshot_paths(dir.path()).len(), 2);
 }
 
 #[test]
-fn a_truncation_into_the_compacted_part_is_replayed_correctly() {
-    // Records below the compaction point that truncate newer ones must still truncate them on
+fn a_truncation_into_the_snapshot_is_replayed_correctly() {
+    // Records below the snapshot that truncate newer ones must still truncate them on
     // replay, or stale entries would come back after the snapshot.
     let dir = TempDir::new().unwrap();
     let mut s = open_with(dir.path(), 1 << 20);
@@ -913,7 +958,7 @@ fn a_truncation_into_the_compacted_part_is_replayed_correctly() {
     s.append(e(5, 2, b"5")).unwrap();
     s.append(e(6, 2, b"6")).unwrap();
     s.sync().unwrap();
-    s.compact(6, &SnapshotMeta::default()).unwrap();
+    snap(&mut s, 6, 2, &Membership::default(), b"");
     assert_eq!((s.first_index(), s.last_index()), (7, 6));
     drop(s);
     // The segment still holds the stale 7..=10 of term 1 ahead of the truncating records.
@@ -930,14 +975,15 @@ fn a_truncation_into_the_compacted_part_is_replayed_correctly() {
 }
 
 #[test]
-fn compaction_syncs_pending_appends_first() {
+fn a_snapshot_syncs_pending_appends_first() {
     let dir = TempDir::new().unwrap();
     let mut s = open(dir.path());
     append_range(&mut s, 1, 10, 1);
     s.sync().unwrap();
+    // Pending: a conflict truncation to 5, which the snapshot at (5, 2) matches.
     s.append(e(4, 2, b"4")).unwrap();
     s.append(e(5, 2, b"5")).unwrap();
-    s.compact(5, &SnapshotMeta::default()).unwrap();
+    snap(&mut s, 5, 2, &Membership::default(), b"");
     drop(s);
     let s = open(dir.path());
     assert_eq!((s.first_index(), s.last_index()), (6, 5));
@@ -1021,26 +1067,40 @@ impl Rng {
 fn random_damage_never_panics_and_never_invents_entries() {
     let template = TempDir::new().unwrap();
     let mut s = open_with(template.path(), 400);
+    let mut truth = Vec::new();
+    let snapshot_bytes = |index: u64| vec![index as u8; 300 + index as usize];
     for i in 1..=40 {
-        s.append(e(i, 1 + i / 8, &payload(i))).unwrap();
+        let term = 1 + i / 8;
+        s.append(e(i, term, &payload(i))).unwrap();
+        truth.push((i, term, payload(i)));
         if i % 3 == 0 {
             s.set_hard_state(&HardState {
-                term: 1 + i / 8,
+                term,
                 vote: Some(1),
                 commit: i - 1,
             })
             .unwrap();
             s.sync().unwrap();
         }
+        // Two snapshots, so that damage to the newer one can fall back to the older.
+        if i == 16 || i == 28 {
+            let index = i - 6;
+            snap(
+                &mut s,
+                index,
+                1 + index / 8,
+                &voters(&[1]),
+                &snapshot_bytes(index),
+            );
+        }
     }
     s.sync().unwrap();
-    let truth = read_all(&s);
     drop(s);
     let names: Vec<_> = fs::read_dir(template.path())
         .unwrap()
         .map(|d| d.unwrap().file_name())
         .collect();
-    let (mut opened, mut refused) = (0, 0);
+    let (mut opened, mut refused, mut fell_back) = (0, 0, 0);
     for seed in 1..=300u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let dir = copy_dir(template.path());
@@ -1062,12 +1122,20 @@ fn random_damage_never_panics_and_never_invents_entries() {
         }
         match FileStorage::open(dir.path(), FileStorageOptions::new().segment_bytes(400)) {
             Ok(s) => {
-                // Whatever survived is a prefix of the truth (damage in the last batch may cut
-                // it), and it can be read back.
+                // The snapshot is one of the two written, with its data; the log after it is
+                // a prefix of the truth (damage that looks like a torn write may cut it), and
+                // it can be read back.
+                let index = s.snapshot_meta().index;
+                assert!(
+                    index == 10 || index == 22,
+                    "seed {seed}: snapshot at {index}"
+                );
+                assert_eq!(snapshot_data(&s), snapshot_bytes(index), "seed {seed}");
                 let got = read_all(&s);
-                assert!(got.len() <= truth.len(), "seed {seed}");
-                assert_eq!(got[..], truth[..got.len()], "seed {seed}");
+                assert!(got.len() <= truth.len() - index as usize, "seed {seed}");
+                assert_eq!(got[..], truth[index as usize..][..got.len()], "seed {seed}");
                 assert!(s.hard_state().commit <= s.last_index(), "seed {seed}");
+                fell_back += usize::from(s.recovery_report().refused_snapshot.is_some());
                 opened += 1;
             }
             Err(err) => {
@@ -1082,17 +1150,25 @@ fn random_damage_never_panics_and_never_invents_entries() {
     }
     // Both outcomes must occur, or the damage is not reaching the interesting places.
     assert!(
-        opened >= 5 && refused >= 5,
-        "{opened} opened, {refused} refused"
+        opened >= 5 && refused >= 5 && fell_back >= 1,
+        "{opened} opened ({fell_back} on the older snapshot), {refused} refused"
     );
 }
 
-/// The log as the model sees it: everything from index 1, plus the compaction point.
+/// The storage as the model sees it: the snapshot, and the live entries after it.
 #[derive(Clone, Debug, Default)]
 struct Model {
-    log: Vec<(Term, Vec<u8>)>,
     snap_index: Index,
     snap_term: Term,
+    snap_data: Vec<u8>,
+    /// Entries `snap_index + 1 ..`.
+    log: Vec<(Term, Vec<u8>)>,
+}
+
+impl Model {
+    fn last(&self) -> Index {
+        self.snap_index + self.log.len() as u64
+    }
 }
 
 #[test]
@@ -1108,7 +1184,7 @@ fn random_operations_match_a_model_across_reopens() {
         for step in 0..400 {
             match rng.below(100) {
                 0..=59 => {
-                    let last = now.log.len() as u64;
+                    let last = now.last();
                     // Mostly extend; sometimes overwrite a suffix above the snapshot.
                     let index = if rng.below(5) == 0 && last > now.snap_index {
                         now.snap_index + 1 + rng.below(last - now.snap_index)
@@ -1120,7 +1196,7 @@ fn random_operations_match_a_model_across_reopens() {
                     }
                     let data: Vec<u8> = (0..rng.below(40)).map(|_| rng.next() as u8).collect();
                     s.append(e(index, term, &data)).unwrap();
-                    now.log.truncate(index as usize - 1);
+                    now.log.truncate((index - now.snap_index - 1) as usize);
                     now.log.push((term, data));
                 }
                 60..=79 => {
@@ -1128,14 +1204,35 @@ fn random_operations_match_a_model_across_reopens() {
                     durable = now.clone();
                 }
                 80..=84 => {
-                    let last = now.log.len() as u64;
-                    if last > now.snap_index {
-                        let index = now.snap_index + 1 + rng.below(last - now.snap_index);
-                        s.compact(index, &SnapshotMeta::default()).unwrap();
-                        now.snap_index = index;
-                        now.snap_term = now.log[index as usize - 1].0;
-                        durable = now.clone();
-                    }
+                    // A snapshot of a point in the log (pending entries included): the
+                    // entries after it stay, and everything pending is synced first.
+                    let index = now.snap_index + rng.below(now.last() - now.snap_index + 1);
+                    let keep = (index - now.snap_index) as usize;
+                    let snap_term = if keep == 0 {
+                        now.snap_term
+                    } else {
+                        now.log[keep - 1].0
+                    };
+                    let data: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+                    snap(&mut s, index, snap_term, &Membership::default(), &data);
+                    now.log.drain(..keep);
+                    (now.snap_index, now.snap_term, now.snap_data) = (index, snap_term, data);
+                    durable = now.clone();
+                }
+                85..=87 => {
+                    // A snapshot from a leader of a newer term: it matches nothing in the log,
+                    // which goes whole.
+                    term += 1;
+                    let index = now.snap_index + rng.below(now.last() - now.snap_index + 5);
+                    let data: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+                    snap(&mut s, index, term, &Membership::default(), &data);
+                    now = Model {
+                        snap_index: index,
+                        snap_term: term,
+                        snap_data: data,
+                        log: Vec::new(),
+                    };
+                    durable = now.clone();
                 }
                 _ => {
                     drop(s);
@@ -1145,16 +1242,18 @@ fn random_operations_match_a_model_across_reopens() {
             }
             let ctx = format!("seed {seed} step {step}");
             assert_eq!(s.first_index(), now.snap_index + 1, "{ctx}");
-            assert_eq!(s.last_index(), now.log.len() as u64, "{ctx}");
+            assert_eq!(s.last_index(), now.last(), "{ctx}");
             assert_eq!(s.term(now.snap_index).unwrap(), now.snap_term, "{ctx}");
             let want: Vec<_> = now
                 .log
                 .iter()
                 .enumerate()
-                .skip(now.snap_index as usize)
-                .map(|(k, (t, d))| (k as u64 + 1, *t, d.clone()))
+                .map(|(k, (t, d))| (now.snap_index + 1 + k as u64, *t, d.clone()))
                 .collect();
             assert_eq!(read_all(&s), want, "{ctx}");
+            assert_eq!(snapshot_data(&s), now.snap_data, "{ctx}");
+            // Two snapshot files at most (current and fallback), whatever happened.
+            assert!(snapshot_paths(dir.path()).len() <= 2, "{ctx}");
         }
     }
 }
