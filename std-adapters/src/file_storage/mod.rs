@@ -92,8 +92,9 @@
 //!
 //! Then the previous snapshot's predecessor and the segments only it needed are deleted. The
 //! previous snapshot stays as the fallback, and so do the segments it needs, as long as they
-//! can still serve it (after a snapshot that replaced the log they cannot, and go at once). So
-//! the disk holds two snapshots and the log back to the older one.
+//! can still serve it (after a snapshot that replaced the log they cannot, and go at once; with
+//! no previous snapshot there is nothing to keep them for). So the disk holds two snapshots and
+//! the log back to the older one.
 //!
 //! # Durability and recovery
 //!
@@ -124,8 +125,8 @@
 //!   refused with [`FileStorageError::Corrupt`] naming the file and byte offset: acknowledged
 //!   entries are never silently dropped. So is a record with a valid CRC but an impossible
 //!   content, a missing segment, or a bad segment header.
-//! - Leftovers are deleted once everything checked out: temp files, snapshots older than the
-//!   fallback, and segments neither the current snapshot nor the fallback needs.
+//! - Temp files are deleted unread. Snapshots older than the fallback, and segments neither the
+//!   current snapshot nor the fallback needs, are deleted once everything else checked out.
 //! - Limitation: damage confined to the last batch cannot be told apart from a write the
 //!   crash interrupted, so it is treated as torn, even if that batch had been synced.
 //! - Limitation: only open checks a snapshot's CRC; [`Storage::read_snapshot`] returns what
