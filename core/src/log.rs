@@ -64,7 +64,9 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
                 .term(index)
                 .ok_or(StorageErrorKind::Unavailable);
         }
-        if index == 0 {
+        // Index 0 is "before the log" only while nothing was compacted; after a snapshot it is
+        // as gone as any other compacted index.
+        if index == 0 && self.storage.first_index() == 1 {
             return Ok(0);
         }
         self.storage.term(index).map_err(|e| e.kind())

@@ -523,8 +523,11 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             } if self.role == Role::Leader => {
                 self.handle_append_response(m.from, success, index, hint_index, hint_term)
             }
-            Body::HeartbeatResponse { context, .. } if self.role == Role::Leader => {
-                self.handle_heartbeat_response(m.from, context)
+            Body::HeartbeatResponse {
+                context,
+                last_index,
+            } if self.role == Role::Leader => {
+                self.handle_heartbeat_response(m.from, context, last_index)
             }
             Body::SnapshotResponse {
                 index,
@@ -696,7 +699,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         }
     }
 
-    fn handle_heartbeat_response(&mut self, from: NodeId, context: u64) {
+    fn handle_heartbeat_response(&mut self, from: NodeId, context: u64, follower_last: Index) {
         let inflight_max = self.cfg.inflight_max;
         let last = self.log.last_index();
         let context = context.min(self.last_context);
@@ -705,6 +708,13 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         };
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(context);
+        if follower_last < pr.matched {
+            // The follower has less than it acknowledged: it lost its storage (a wiped data
+            // directory) and restarted empty. Find its log again from what it has now. (A
+            // delayed response can trigger this too; the cost is one probe round.)
+            pr.matched = follower_last;
+            pr.become_probe();
+        }
         pr.on_heartbeat_response(inflight_max);
         if let ProgressState::Snapshot { .. } = pr.state {
             // No answer to the last chunk may have come: send it (again).
@@ -812,19 +822,28 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         let queued = self.outbox.push_with(to, bytes_max, |buf| {
             let mut w = AppendWriter::begin(buf, head, prev_index, prev_term, commit)?;
             if next <= last {
-                let _ = log.visit(next, last + 1, bytes_max, &mut |e| {
+                let read = log.visit(next, last + 1, bytes_max, &mut |e| {
                     let ok = w.push(&e);
                     if ok {
                         sent_last = e.index;
                     }
                     ok
                 });
+                if read.is_err() {
+                    return None; // compacted meanwhile: handled below as a snapshot case
+                }
             }
             carried = w.count();
             Some(w.finish())
         });
         if !queued {
-            self.stats.outbox_dropped += 1;
+            if next < self.log.first_index() {
+                let meta = self.log.storage.snapshot_meta();
+                self.progress[pos].become_snapshot(meta.index, meta.term);
+                self.send_snapshot_chunk(to);
+            } else {
+                self.stats.outbox_dropped += 1;
+            }
             return false;
         }
         self.progress[pos].sent(sent_last, carried > 0);

@@ -163,6 +163,9 @@ pub(crate) struct NodeArgs {
     /// The log then holds at most about 2 × N entries.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) compact_after: u64,
+    /// Roll the log to a new segment file at this size; compaction deletes whole segments.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub(crate) segment_bytes: u64,
 }
 
 #[derive(Args, Debug, Clone)]
