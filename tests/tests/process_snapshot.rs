@@ -12,7 +12,10 @@ const LIMIT: u64 = 100;
 
 /// Applied entries not yet covered by a snapshot must stay within 2 × the limit on every live
 /// node (TinyKV's `applied_index − truncated_index ≤ 2 × maxraftlog`).
-fn check_bounded(cluster: &ProcessCluster, down: &[u64]) -> Vec<tinyraft_std::protocol::NodeStatus> {
+fn check_bounded(
+    cluster: &ProcessCluster,
+    down: &[u64],
+) -> Vec<tinyraft_std::protocol::NodeStatus> {
     let mut c = cluster.client();
     let mut out = Vec::new();
     for (i, &a) in cluster.addrs.iter().enumerate() {
@@ -34,7 +37,11 @@ fn check_bounded(cluster: &ProcessCluster, down: &[u64]) -> Vec<tinyraft_std::pr
     out
 }
 
-fn wait_caught_up(cluster: &ProcessCluster, id: u64, limit: Duration) -> tinyraft_std::protocol::NodeStatus {
+fn wait_caught_up(
+    cluster: &ProcessCluster,
+    id: u64,
+    limit: Duration,
+) -> tinyraft_std::protocol::NodeStatus {
     let mut c = cluster.client();
     let start = Instant::now();
     loop {
@@ -51,21 +58,32 @@ fn wait_caught_up(cluster: &ProcessCluster, id: u64, limit: Duration) -> tinyraf
                 return s;
             }
         }
-        assert!(start.elapsed() < limit, "node {id} did not catch up within {limit:?}\n{}", cluster.node_log(id));
+        assert!(
+            start.elapsed() < limit,
+            "node {id} did not catch up within {limit:?}\n{}",
+            cluster.node_log(id)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
 #[test]
 fn down_and_wiped_nodes_catch_up_by_snapshot_with_bounded_logs() {
     let mut cluster = ProcessCluster::start(3, &["--compact-after", &LIMIT.to_string()]);
-    let leader = cluster.wait_for_leader(None, Duration::from_secs(10)).expect("leader");
+    let leader = cluster
+        .wait_for_leader(None, Duration::from_secs(10))
+        .expect("leader");
     let down = if leader == 3 { 2 } else { 3 };
     cluster.kill(down);
 
@@ -78,7 +96,8 @@ fn down_and_wiped_nodes_catch_up_by_snapshot_with_bounded_logs() {
             std::thread::spawn(move || {
                 for i in 0..1250 {
                     let (k, v) = (format!("w{w}-k{}", i % 300), format!("v{i}"));
-                    c.put(k.as_bytes(), v.as_bytes()).expect("write with one node down");
+                    c.put(k.as_bytes(), v.as_bytes())
+                        .expect("write with one node down");
                     acked.lock().unwrap().insert(k, v);
                 }
             })
@@ -94,12 +113,19 @@ fn down_and_wiped_nodes_catch_up_by_snapshot_with_bounded_logs() {
         w.join().expect("writer");
     }
     // 10,000 puts of ~40 bytes each would be well over 1 MB of log without compaction.
-    assert!(biggest_dir < 1_000_000, "leader's data dir reached {biggest_dir} bytes");
+    assert!(
+        biggest_dir < 1_000_000,
+        "leader's data dir reached {biggest_dir} bytes"
+    );
 
     // The node that was down restarts and catches up: it is too far behind for the log.
     cluster.start_node(down);
     let s = wait_caught_up(&cluster, down, Duration::from_secs(60));
-    assert!(s.first_index > 1, "node {down} caught up through a snapshot (first index {})", s.first_index);
+    assert!(
+        s.first_index > 1,
+        "node {down} caught up through a snapshot (first index {})",
+        s.first_index
+    );
 
     // Another follower loses its data directory entirely and rejoins.
     let wiped = (1..=3).find(|&i| i != leader && i != down).unwrap_or(down);
@@ -107,22 +133,37 @@ fn down_and_wiped_nodes_catch_up_by_snapshot_with_bounded_logs() {
     std::fs::remove_dir_all(cluster.data_dir(wiped)).unwrap();
     cluster.start_node(wiped);
     let s = wait_caught_up(&cluster, wiped, Duration::from_secs(60));
-    assert!(s.first_index > 1, "wiped node {wiped} caught up through a snapshot");
+    assert!(
+        s.first_index > 1,
+        "wiped node {wiped} caught up through a snapshot"
+    );
     let all = check_bounded(&cluster, &[]);
     let keys = acked.lock().unwrap().len() as u64;
     for st in &all {
-        assert_eq!(st.keys, keys, "node {} holds {} keys, {keys} were written", st.id, st.keys);
+        assert_eq!(
+            st.keys, keys,
+            "node {} holds {} keys, {keys} were written",
+            st.id, st.keys
+        );
     }
 
     // The wiped node serves every key: stop the leader, so the wiped node is in every
     // majority that can answer.
-    let current = cluster.wait_for_leader(None, Duration::from_secs(10)).expect("leader");
+    let current = cluster
+        .wait_for_leader(None, Duration::from_secs(10))
+        .expect("leader");
     if current != wiped {
         cluster.kill(current);
-        cluster.wait_for_leader(Some(current), Duration::from_secs(10)).expect("new leader");
+        cluster
+            .wait_for_leader(Some(current), Duration::from_secs(10))
+            .expect("new leader");
     }
     let mut c = cluster.client();
     for (k, v) in acked.lock().unwrap().iter() {
-        assert_eq!(c.get(k.as_bytes()).expect("read").as_deref(), Some(v.as_bytes()), "key {k}");
+        assert_eq!(
+            c.get(k.as_bytes()).expect("read").as_deref(),
+            Some(v.as_bytes()),
+            "key {k}"
+        );
     }
 }

@@ -514,7 +514,9 @@ impl NodeRuntime {
         self.raw.advance(persisted);
         self.serve_confirmed_reads();
         if self.raw.wants_snapshot() {
-            self.raw.take_snapshot(&*self.kv).map_err(RuntimeError::Snapshot)?;
+            self.raw
+                .take_snapshot(&*self.kv)
+                .map_err(RuntimeError::Snapshot)?;
             self.stats.snapshots += 1;
         }
         Ok(())
