@@ -68,7 +68,7 @@ pub use mem_storage::{MemStorage, MemStorageError};
 pub use message::{Body, Message};
 pub use node::{Node, NodeError};
 pub use progress::{Progress, ProgressState};
-pub use raft::{ReadError, ReadState, Stats};
+pub use raft::{ReadError, ReadState, Stats, TransferError};
 pub use raw_node::{Persisted, RawNode, Ready};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use storage::{Storage, StorageError, StorageErrorKind};

@@ -42,6 +42,18 @@ pub enum ReadError {
     Full,
 }
 
+/// Why a leadership transfer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// Only the leader can hand leadership over; this is the one this node knows of.
+    NotLeader {
+        /// The known leader, if any.
+        leader: Option<NodeId>,
+    },
+    /// The target is not a voter of the current configuration.
+    NotVoter(NodeId),
+}
+
 /// Counters of things the node did not do, for operators.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -93,6 +105,10 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     incoming: Option<(Index, Term, u64)>,
     /// An installed snapshot the state machine has yet to be restored from.
     pub(crate) pending_restore: Option<SnapshotMeta>,
+    /// Leader: the voter leadership is being handed to (§3.10); proposals wait meanwhile.
+    pub(crate) transfer_target: Option<NodeId>,
+    /// Ticks since the transfer began; it is abandoned after an election timeout.
+    transfer_elapsed: u32,
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
@@ -127,6 +143,8 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             stats: Stats::default(),
             incoming: None,
             pending_restore: None,
+            transfer_target: None,
+            transfer_elapsed: 0,
             cfg,
         };
         raft.become_follower(term, None);
@@ -186,6 +204,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.progress.clear();
         self.pending_reads.clear();
         self.broadcast_pending = false;
+        self.transfer_target = None;
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -296,6 +315,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                     return;
                 }
             }
+            if self.transfer_target.is_some() {
+                self.transfer_elapsed += 1;
+                if self.transfer_elapsed >= self.cfg.election_ticks {
+                    // §3.10: the target did not take over within an election timeout (down,
+                    // cut off, or too far behind); keep leading and accept proposals again.
+                    self.transfer_target = None;
+                }
+            }
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                 self.heartbeat_elapsed = 0;
                 self.broadcast_heartbeat();
@@ -328,6 +355,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             return fail(ProposeErrorKind::NotLeader {
                 leader: self.leader,
             });
+        }
+        if self.transfer_target.is_some() {
+            return fail(ProposeErrorKind::Transferring);
         }
         if data.len() > ENTRY_DATA_BYTES_MAX {
             return fail(ProposeErrorKind::TooLarge);
@@ -381,8 +411,56 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
     /// and none of them will grant a vote before `s + election_ticks` on its own clock, so no
     /// other leader can exist before then. One tick of margin covers clock-rate drift.
     fn lease_valid(&self) -> bool {
+        // A transfer lets the target win an election at once, ignoring the followers' leases.
         let sent_tick = self.quorum_context() >> 16;
-        sent_tick > 0 && self.ticks < sent_tick + u64::from(self.cfg.election_ticks) - 1
+        self.transfer_target.is_none()
+            && sent_tick > 0
+            && self.ticks < sent_tick + u64::from(self.cfg.election_ticks) - 1
+    }
+
+    /// §3.10: hands leadership to `target`. Proposals are refused meanwhile; the target is
+    /// brought up to date, then told to campaign at once (`TimeoutNow`). If it has not taken
+    /// over within an election timeout, the transfer is abandoned. Asking again for the same
+    /// target changes nothing; asking for another restarts the transfer for that one; asking
+    /// for this node does nothing.
+    pub(crate) fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if target == self.id() {
+            self.transfer_target = None;
+            return Ok(());
+        }
+        if !self.membership.is_voter(target) {
+            return Err(TransferError::NotVoter(target));
+        }
+        if self.transfer_target == Some(target) {
+            return Ok(());
+        }
+        self.transfer_target = Some(target);
+        self.transfer_elapsed = 0;
+        self.maybe_send_timeout_now(target);
+        if self.transfer_target.is_some() {
+            self.send_append(target, true);
+        }
+        Ok(())
+    }
+
+    /// Sends `TimeoutNow` to the transfer target once its log matches ours.
+    fn maybe_send_timeout_now(&mut self, from: NodeId) {
+        if self.transfer_target != Some(from) {
+            return;
+        }
+        let last = self.log.last_index();
+        if self
+            .progress
+            .iter()
+            .any(|p| p.id == from && p.matched == last)
+        {
+            self.send(from, Body::TimeoutNow);
+        }
     }
 
     fn quorum_context(&self) -> u64 {
@@ -687,6 +765,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             ProgressState::Replicate => pr.free_inflights_to(index),
             ProgressState::Snapshot { .. } => {}
         }
+        self.maybe_send_timeout_now(from);
         if self.maybe_commit() {
             self.broadcast_append(true);
         } else {

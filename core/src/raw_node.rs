@@ -23,7 +23,7 @@ use crate::error::{Error, ProposeError};
 use crate::limits::{OUTBOX_BYTES_DEFAULT, RESTORE_CHUNK_BYTES, UNSTABLE_BYTES_DEFAULT};
 use crate::message::Message;
 use crate::progress::Progress;
-use crate::raft::{Raft, ReadError, ReadState, Stats};
+use crate::raft::{Raft, ReadError, ReadState, Stats, TransferError};
 use crate::state_machine::{SnapshotError, StateMachine};
 use crate::storage::Storage;
 use crate::storage::StorageError;
@@ -153,6 +153,19 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
     /// that field). Pending reads are dropped if leadership is lost; callers time them out.
     pub fn read_index(&mut self, request: u64) -> Result<(), ReadError> {
         self.raft.read_index(request)
+    }
+
+    /// Hands leadership to `target` (dissertation §3.10); see [`TransferError`]. Proposals are
+    /// refused with `Transferring` until the target takes over or an election timeout passes.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
+        let r = self.raft.transfer_leader(target);
+        debug_assert!(self.raft.invariants_hold());
+        r
+    }
+
+    /// The voter leadership is being handed to, if a transfer is under way.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.raft.transfer_target
     }
 
     /// Campaigns now, as if the election timeout had elapsed (tests and operator tools).
