@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export FIRMWARE_BOARD=mps2-an386-full
 cargo build --release --features stack-probe --quiet
-elf=target/thumbv7em-none-eabihf/release/tinyraft-firmware
+elf="${CARGO_TARGET_DIR:-target}/thumbv7em-none-eabihf/release/tinyraft-firmware"
 top=$((0x20000000 + 4 * 1024 * 1024)) # _stack_start: the end of RAM in mps2-an386-full.x
 window=$((256 * 1024))                # how far below the top to look
 reserve_kib=$(sed -n 's/^_stack_reserve = \([0-9]*\)K;$/\1/p' boards/mps2-an386.x)
