@@ -70,7 +70,7 @@ fn print_sizes() {
     let raw = size_of::<Raw>() - storage;
     let kv = size_of::<Kv>();
     hprintln!(
-        "per node: {} B static = RawNode {} B (outbox {} B, unstable log {} B) + MemStorage<{}, {}> {} B + KvStore<ArenaMap<{}, {}>, {}> {} B + transport {} B",
+        "per node: {} B static = RawNode {} B (outbox {} B, unstable log {} B) + MemStorage<{}, {}> {} B + KvStore<ArenaMap<{}, {}>, {}> {} B + transport and counters {} B",
         node,
         raw,
         OUTBOX_BYTES,
