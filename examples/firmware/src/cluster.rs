@@ -77,6 +77,8 @@ pub enum DriveError {
     /// A node's storage refused to persist (`Full`: its log is full, and compaction is a
     /// later issue).
     Storage(NodeId, tinyraft::StorageErrorKind),
+    /// Taking a snapshot or restoring from one failed.
+    Snapshot(NodeId, tinyraft::SnapshotError),
     /// Ready rounds kept producing work without the cluster going quiet.
     NoQuiescence,
 }
@@ -223,9 +225,9 @@ fn round(watch: &mut Watch) -> Result<bool, DriveError> {
                     }
                 },
             )
-            .map_err(|e| {
-                let tinyraft::NodeError::Storage(e) = e;
-                DriveError::Storage(id, e.0)
+            .map_err(|e| match e {
+                tinyraft::NodeError::Storage(e) => DriveError::Storage(id, e.0),
+                tinyraft::NodeError::Snapshot(e) => DriveError::Snapshot(id, e),
             })
         })?;
     }

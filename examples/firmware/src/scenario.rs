@@ -47,6 +47,9 @@ impl From<DriveError> for Failed {
             DriveError::Storage(id, kind) => {
                 hprintln!("FAIL: node {} could not persist: {:?}", id, kind)
             }
+            DriveError::Snapshot(id, e) => {
+                hprintln!("FAIL: node {} snapshot failed: {:?}", id, e)
+            }
             DriveError::NoQuiescence => hprintln!("FAIL: the cluster never went quiet"),
         }
         Failed
