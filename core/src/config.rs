@@ -74,6 +74,30 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The placeholder of a node that has not started: all zero bytes (so a `static` holding
+    /// such a node can live in `.bss`) and invalid (id 0), never used to run a node.
+    pub(crate) const fn unset() -> Self {
+        Self {
+            id: 0,
+            bootstrap: Membership {
+                voters: heapless::Vec::new(),
+                learners: heapless::Vec::new(),
+            },
+            election_ticks: 0,
+            heartbeat_ticks: 0,
+            pre_vote: false,
+            check_quorum: false,
+            inflight_max: 0,
+            message_bytes_max: 0,
+            uncommitted_entries_max: 0,
+            apply_entries_max: 0,
+            lease_reads: false,
+            compact_after: 0,
+            snapshot_chunk_bytes: 0,
+            seed: 0,
+        }
+    }
+
     /// The chunk size actually used: `snapshot_chunk_bytes`, capped so a chunk fits a message.
     pub fn effective_snapshot_chunk_bytes(&self) -> usize {
         self.snapshot_chunk_bytes

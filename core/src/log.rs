@@ -26,16 +26,25 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
         "the unstable log must hold at least one entry of the largest size"
     );
 
-    pub(crate) fn new(storage: S, commit: Index) -> Self {
+    /// A log over `storage` that has not read it yet: all zero bytes apart from the storage's
+    /// own. [`RaftLog::restart`] must run before anything else.
+    pub(crate) const fn unstarted(storage: S) -> Self {
         let () = Self::FITS_ONE_ENTRY;
-        let snapshot = storage.first_index() - 1;
-        let last = storage.last_index();
         Self {
-            unstable: EntryRing::new(last + 1),
-            committed: commit.clamp(snapshot, last),
-            applied: snapshot,
+            unstable: EntryRing::new(1),
+            committed: 0,
+            applied: 0,
             storage,
         }
+    }
+
+    /// Starts over from what the storage holds, reusing the unstable ring's buffer.
+    pub(crate) fn restart(&mut self, commit: Index) {
+        let snapshot = self.storage.first_index() - 1;
+        let last = self.storage.last_index();
+        self.unstable.reset(last + 1);
+        self.committed = commit.clamp(snapshot, last);
+        self.applied = snapshot;
     }
 
     pub(crate) fn first_index(&self) -> Index {

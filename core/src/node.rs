@@ -69,19 +69,36 @@ where
     T: Transport,
     M: StateMachine,
 {
-    /// Starts a node.
+    /// Starts a node (built on the stack and returned by value; see [`Node::unstarted`] for
+    /// building one in place).
     pub fn new(
         config: Config,
         storage: S,
         transport: T,
         state_machine: M,
     ) -> Result<Self, Error<S::Error>> {
-        Ok(Self {
-            raw: RawNode::new(config, storage)?,
+        let mut node = Self::unstarted(storage, transport, state_machine);
+        node.start(config)?;
+        Ok(node)
+    }
+
+    /// A node that has not started (see [`RawNode::unstarted`]), for a `static`: with parts
+    /// that are all zero bytes the whole node lives in `.bss`. The state machine must be
+    /// empty; if the storage holds a snapshot, the first ready round restores it. Call
+    /// [`Node::start`] before any other method.
+    pub const fn unstarted(storage: S, transport: T, state_machine: M) -> Self {
+        Self {
+            raw: RawNode::unstarted(storage),
             transport,
             state_machine,
             send_failures: 0,
-        })
+        }
+    }
+
+    /// Starts this node in place from what its storage holds (see [`RawNode::start`]).
+    pub fn start(&mut self, config: Config) -> Result<(), Error<S::Error>> {
+        self.send_failures = 0;
+        self.raw.start(config)
     }
 
     /// Advances logical time by one tick.

@@ -25,6 +25,11 @@ impl<const BYTES: usize> Outbox<BYTES> {
         }
     }
 
+    /// Forgets every queued message.
+    pub(crate) fn clear(&mut self) {
+        self.slots.clear();
+    }
+
     fn used(&self) -> usize {
         self.slots.last().map_or(0, |s| s.end)
     }

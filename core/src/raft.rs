@@ -112,27 +112,26 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
-    pub(crate) fn new(cfg: Config, storage: S) -> Result<Self, Error<S::Error>> {
-        cfg.validate(OUT).map_err(|e| match e {
-            Error::InvalidConfig(w) => Error::InvalidConfig(w),
-            _ => Error::InvalidConfig("configuration"),
-        })?;
-        let init = storage.initial_state().map_err(Error::Storage)?;
-        let membership = init.membership.unwrap_or_else(|| cfg.bootstrap.clone());
-        let HardState { term, vote, commit } = init.hard_state;
-        let mut raft = Self {
-            term,
-            vote,
+    /// A node over `storage` that has neither a configuration nor read its storage yet. Every
+    /// byte of it is zero apart from the storage's own, so that a `static` holding one lives
+    /// in `.bss`. [`Raft::start`] must run before anything else.
+    pub(crate) const fn unstarted(storage: S) -> Self {
+        Self {
+            term: 0,
+            vote: None,
             role: Role::Follower,
             leader: None,
-            log: RaftLog::new(storage, commit),
-            membership,
+            log: RaftLog::unstarted(storage),
+            membership: Membership {
+                voters: Vec::new(),
+                learners: Vec::new(),
+            },
             progress: Vec::new(),
             votes: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
-            randomized_timeout: cfg.election_ticks,
-            rng: Rng::new(cfg.seed),
+            randomized_timeout: 0,
+            rng: Rng::new(0),
             outbox: Outbox::new(),
             broadcast_pending: false,
             ticks: 0,
@@ -140,15 +139,58 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             last_context: 0,
             pending_reads: Deque::new(),
             read_states: Vec::new(),
-            stats: Stats::default(),
+            stats: Stats {
+                outbox_dropped: 0,
+                messages_ignored: 0,
+                campaigns: 0,
+            },
             incoming: None,
             pending_restore: None,
             transfer_target: None,
             transfer_elapsed: 0,
-            cfg,
-        };
-        raft.become_follower(term, None);
-        Ok(raft)
+            cfg: Config::unset(),
+        }
+    }
+
+    /// (Re)starts this node in place from what its storage holds, as a follower, with
+    /// `cfg`: every other field is reset and the buffers are reused, so a node never has to
+    /// be built on the stack and moved. On error the node is left unusable until a `start`
+    /// succeeds.
+    pub(crate) fn start(&mut self, cfg: Config) -> Result<(), Error<S::Error>> {
+        cfg.validate(OUT).map_err(|e| match e {
+            Error::InvalidConfig(w) => Error::InvalidConfig(w),
+            _ => Error::InvalidConfig("configuration"),
+        })?;
+        let init = self.log.storage.initial_state().map_err(Error::Storage)?;
+        let membership = init.membership.unwrap_or_else(|| cfg.bootstrap.clone());
+        let HardState { term, vote, commit } = init.hard_state;
+        self.term = term;
+        self.vote = vote;
+        self.role = Role::Follower;
+        self.leader = None;
+        self.log.restart(commit);
+        self.membership = membership;
+        self.progress.clear();
+        self.votes.clear();
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomized_timeout = cfg.election_ticks;
+        self.rng = Rng::new(cfg.seed);
+        self.outbox.clear();
+        self.broadcast_pending = false;
+        self.ticks = 0;
+        self.round_seq = 0;
+        self.last_context = 0;
+        self.pending_reads.clear();
+        self.read_states.clear();
+        self.stats = Stats::default();
+        self.incoming = None;
+        self.pending_restore = None;
+        self.transfer_target = None;
+        self.transfer_elapsed = 0;
+        self.cfg = cfg;
+        self.become_follower(term, None);
+        Ok(())
     }
 
     pub(crate) fn hard_state(&self) -> HardState {

@@ -93,23 +93,51 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
     RawNode<S, OUTBOX_BYTES, UNSTABLE_BYTES>
 {
     /// Starts a node from what `storage` holds (a new cluster if it holds nothing).
+    ///
+    /// This builds the node on the stack and returns it by value. A node too big for that
+    /// (in firmware, where it lives in a `static`) is built in place instead:
+    /// [`RawNode::unstarted`], then [`RawNode::start`].
     pub fn new(config: Config, storage: S) -> Result<Self, Error<S::Error>> {
-        let mut raft = Raft::new(config, storage)?;
+        let mut node = Self::unstarted(storage);
+        node.start(config)?;
+        Ok(node)
+    }
+
+    /// A node over `storage` that has not started: no configuration, storage not read yet.
+    /// Every byte of it is zero apart from the storage's own, so a `static` holding one (with
+    /// an all-zero storage such as an empty [`crate::MemStorage`]) lives in `.bss` and costs
+    /// no flash. Call [`RawNode::start`] before any other method.
+    pub const fn unstarted(storage: S) -> Self {
+        Self {
+            raft: Raft::unstarted(storage),
+            persisted_hard_state: HardState {
+                term: 0,
+                vote: None,
+                commit: 0,
+            },
+            last_soft_state: SoftState {
+                leader: None,
+                role: Role::Follower,
+            },
+        }
+    }
+
+    /// Starts this node in place from what its storage holds (a new cluster if it holds
+    /// nothing), reusing its buffers: what [`RawNode::new`] does, without building a node on
+    /// the stack. Anything queued before is forgotten, as after a restart. On error the node
+    /// stays unusable until a `start` succeeds.
+    pub fn start(&mut self, config: Config) -> Result<(), Error<S::Error>> {
+        self.raft.start(config)?;
         // A state machine lives in memory: after a restart it must first be restored from the
         // snapshot the storage holds, if any.
-        let meta = raft.log.storage.snapshot_meta();
+        let meta = self.raft.log.storage.snapshot_meta();
         if meta.index > 0 {
-            raft.pending_restore = Some(meta);
+            self.raft.pending_restore = Some(meta);
         }
-        let persisted_hard_state = raft.hard_state();
-        let last_soft_state = raft.soft_state();
-        let node = Self {
-            raft,
-            persisted_hard_state,
-            last_soft_state,
-        };
-        debug_assert!(node.raft.invariants_hold());
-        Ok(node)
+        self.persisted_hard_state = self.raft.hard_state();
+        self.last_soft_state = self.raft.soft_state();
+        debug_assert!(self.raft.invariants_hold());
+        Ok(())
     }
 
     // ----- inputs -------------------------------------------------------------------------

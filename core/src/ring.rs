@@ -20,10 +20,12 @@ pub struct RingFull;
 #[derive(Clone)]
 pub struct EntryRing<const BYTES: usize, const ENTRIES: usize> {
     arena: [u8; BYTES],
-    /// Byte offset of each entry's record; `starts[0]` is the entry `first`.
+    /// Byte offset of each entry's record; `starts[0]` is the entry `before + 1`.
     starts: Deque<u32, ENTRIES>,
-    /// Index of `starts[0]`; when empty, the index the next pushed entry gets.
-    first: Index,
+    /// Index just before `starts[0]` (when empty, the next pushed entry gets `before + 1`).
+    /// Stored this way, not as the first index, so that an empty ring starting at index 1 is
+    /// all zero bytes: a `static` holding one then lives in `.bss`, not in `.data`.
+    before: Index,
 }
 
 impl<const BYTES: usize, const ENTRIES: usize> EntryRing<BYTES, ENTRIES> {
@@ -35,18 +37,18 @@ impl<const BYTES: usize, const ENTRIES: usize> EntryRing<BYTES, ENTRIES> {
         Self {
             arena: [0; BYTES],
             starts: Deque::new(),
-            first,
+            before: first - 1,
         }
     }
 
     /// Index of the first entry (or of the next entry, when empty).
     pub fn first_index(&self) -> Index {
-        self.first
+        self.before + 1
     }
 
     /// Index of the last entry (`first_index() - 1` when empty).
     pub fn last_index(&self) -> Index {
-        self.first + self.starts.len() as Index - 1
+        self.before + self.starts.len() as Index
     }
 
     /// Number of entries held.
@@ -78,10 +80,10 @@ impl<const BYTES: usize, const ENTRIES: usize> EntryRing<BYTES, ENTRIES> {
     }
 
     fn slot(&self, index: Index) -> Option<usize> {
-        if index < self.first {
+        if index <= self.before {
             return None;
         }
-        let slot = usize::try_from(index - self.first).ok()?;
+        let slot = usize::try_from(index - self.before - 1).ok()?;
         (slot < self.starts.len()).then_some(slot)
     }
 
@@ -134,7 +136,7 @@ impl<const BYTES: usize, const ENTRIES: usize> EntryRing<BYTES, ENTRIES> {
 
     /// Entries `lo..hi` (clamped to what is held), in order.
     pub fn iter(&self, lo: Index, hi: Index) -> impl Iterator<Item = Entry<'_>> + '_ {
-        let lo = lo.max(self.first);
+        let lo = lo.max(self.first_index());
         let hi = hi.min(self.last_index() + 1);
         (lo..hi.max(lo)).filter_map(move |i| self.get(i))
     }
@@ -204,19 +206,19 @@ impl<const BYTES: usize, const ENTRIES: usize> EntryRing<BYTES, ENTRIES> {
     /// Discards the entries with index `<= index`. When that empties the ring, the next
     /// pushed entry gets index `index + 1`.
     pub fn discard_through(&mut self, index: Index) {
-        while self.first <= index {
+        while self.before < index {
             if self.starts.pop_front().is_none() {
-                self.first = index + 1;
+                self.before = index;
                 return;
             }
-            self.first += 1;
+            self.before += 1;
         }
     }
 
     /// Empties the ring; the next pushed entry gets index `first`.
     pub fn reset(&mut self, first: Index) {
         self.starts.clear();
-        self.first = first;
+        self.before = first - 1;
     }
 }
 

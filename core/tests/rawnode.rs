@@ -442,3 +442,26 @@ fn invalid_input_is_refused_without_effect() {
     assert_eq!((n.term(), n.role(), n.leader()), (0, Role::Follower, None));
     assert!(!n.has_ready());
 }
+
+/// A node built in place (`unstarted` then `start`, as firmware does in a `static`) behaves
+/// like one from `new`; `start` again restarts it in place from its storage, like a reboot
+/// (Figure 2: term, vote and log are persistent state, the rest is volatile).
+#[test]
+fn node_started_in_place_restarts_from_its_storage() {
+    let mut n: Box<TestNode> = Box::new(TestNode::unstarted(TestStorage::new()));
+    n.start(config(1, &[1])).unwrap();
+    let noop = lead_alone(&mut n);
+    let term = n.term();
+    let index = n.propose(b"x").unwrap();
+    drain(&mut n);
+    assert_eq!(n.committed(), index);
+    n.start(config(1, &[1])).unwrap();
+    assert_eq!(n.role(), Role::Follower);
+    assert_eq!((n.term(), n.vote()), (term, Some(1)));
+    assert_eq!(n.last_index(), index);
+    assert!(noop < index);
+    assert_eq!(n.applied(), 0, "volatile state starts over");
+    let mut bad = config(1, &[1]);
+    bad.heartbeat_ticks = 0;
+    assert!(matches!(n.start(bad), Err(Error::InvalidConfig(_))));
+}
