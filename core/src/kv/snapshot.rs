@@ -76,6 +76,10 @@ pub(crate) struct Reassembler {
 }
 
 impl Reassembler {
+    pub(crate) const fn new() -> Self {
+        Self { buf: Vec::new() }
+    }
+
     /// Feeds `data`; calls `record` with each complete record, in order.
     pub(crate) fn feed(
         &mut self,

@@ -33,18 +33,36 @@ pub struct KvStore<M, const SESSIONS: usize> {
     /// Index of the last entry applied (0 before any). Invariant: only grows, except when a
     /// snapshot replaces the whole state.
     applied: Index,
-    /// A restore from a snapshot in progress.
-    restore: Option<Restore>,
+    /// A restore from a snapshot in progress, if `restore.begun`. Not an `Option`: `None`
+    /// would be stored in a spare value of one of its `bool`s (a niche), so an empty store
+    /// would not be all zero bytes, and a `static` holding one would go to `.data`, copied
+    /// from flash at reset, instead of `.bss`.
+    restore: Restore,
 }
 
 /// Progress of a restore: the partial record and what the stream has said so far.
 #[derive(Clone, Debug, Default)]
 struct Restore {
+    /// `restore_begin` was called and `restore_end` not yet.
+    begun: bool,
     records: Reassembler,
     header: Option<Index>,
     pairs: u64,
     sessions: u64,
     ended: bool,
+}
+
+impl Restore {
+    const fn new() -> Self {
+        Self {
+            begun: false,
+            records: Reassembler::new(),
+            header: None,
+            pairs: 0,
+            sessions: 0,
+            ended: false,
+        }
+    }
 }
 
 impl<M: KvMap + Default, const SESSIONS: usize> Default for KvStore<M, SESSIONS> {
@@ -61,7 +79,7 @@ impl<M: KvMap, const SESSIONS: usize> KvStore<M, SESSIONS> {
             map,
             sessions: SessionTable::new(),
             applied: 0,
-            restore: None,
+            restore: Restore::new(),
         }
     }
 
@@ -303,18 +321,23 @@ impl<M: KvMap, const SESSIONS: usize> StateMachine for KvStore<M, SESSIONS> {
         self.map.clear();
         self.sessions.clear();
         self.applied = 0;
-        self.restore = Some(Restore::default());
+        self.restore = Restore {
+            begun: true,
+            ..Restore::new()
+        };
         Ok(())
     }
 
     fn restore_chunk(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        let Some(r) = self.restore.as_mut() else {
+        if !self.restore.begun {
             return Err(SnapshotError::Invalid(
                 "restore_chunk without restore_begin",
             ));
-        };
+        }
+        let r = &mut self.restore;
         let (map, sessions) = (&mut self.map, &mut self.sessions);
         let Restore {
+            begun: _,
             records,
             header,
             pairs,
@@ -358,10 +381,10 @@ impl<M: KvMap, const SESSIONS: usize> StateMachine for KvStore<M, SESSIONS> {
     }
 
     fn restore_end(&mut self, meta: &SnapshotMeta) -> Result<(), SnapshotError> {
-        let r = self
-            .restore
-            .take()
-            .ok_or(SnapshotError::Invalid("restore_end without restore_begin"))?;
+        if !self.restore.begun {
+            return Err(SnapshotError::Invalid("restore_end without restore_begin"));
+        }
+        let r = core::mem::replace(&mut self.restore, Restore::new());
         if !r.ended || !r.records.is_empty() {
             return Err(SnapshotError::Invalid("snapshot stream is truncated"));
         }
