@@ -52,20 +52,18 @@ pub type Kv = KvStore<ArenaMap<KV_KEYS, KV_BYTES>, KV_SESSIONS>;
 /// One node.
 pub type FwNode = Node<Log, Links, Kv, OUTBOX_BYTES, UNSTABLE_BYTES>;
 
-/// A node's static: empty until [`boot`] builds the node in it.
+/// The nodes, unstarted until [`boot`] starts each in place.
 ///
-/// Not an `Option`: `None` would be stored in some field's spare values (a niche), which makes
-/// the static's initial bytes non-zero and puts all of it in `.data`, copied from flash at
-/// reset. With `repr(u8)` the empty slot is a zero tag, and the static goes to `.bss`.
-// A node is big and fixed-size on purpose; boxing it would need the heap this image lacks.
-#[allow(clippy::large_enum_variant)]
-#[repr(u8)]
-enum Slot {
-    Empty = 0,
-    Booted(FwNode),
-}
-
-static NODES: [Mutex<RefCell<Slot>>; 3] = [const { Mutex::new(RefCell::new(Slot::Empty)) }; 3];
+/// Every byte of an unstarted node is zero (`Node::unstarted` over an empty `MemStorage`, an
+/// unset [`Links`] and an empty store), so these statics live in `.bss`: nothing is copied
+/// from flash at reset, and no node is ever built on the stack and moved here.
+static NODES: [Mutex<RefCell<FwNode>>; 3] = [const {
+    Mutex::new(RefCell::new(FwNode::unstarted(
+        Log::new(),
+        Links::unset(),
+        Kv::new(ArenaMap::new()),
+    )))
+}; 3];
 
 /// The receiving end of each UART line (see [`net`]): `[0]` is node 2's, `[1]` node 1's.
 static UART_RX: [Mutex<RefCell<FrameReceiver<UART_RX_BYTES>>>; 2] =
@@ -83,43 +81,31 @@ pub enum DriveError {
     NoQuiescence,
 }
 
-/// Builds the three nodes in their statics.
+/// Starts the three nodes in place, in their statics.
 pub fn boot() -> Result<(), &'static str> {
     for (slot, &id) in NODES.iter().zip(IDS.iter()) {
-        boot_one(slot, id)?;
-    }
-    Ok(())
-}
-
-/// Builds node `id` in `slot`.
-///
-/// The node is built on the stack and then moved into its static (`Node::new` returns it by
-/// value). Not inlined, so that this temporary is gone once the node is in place, instead of
-/// staying in the caller's frame for the rest of the run.
-#[inline(never)]
-fn boot_one(slot: &Mutex<RefCell<Slot>>, id: NodeId) -> Result<(), &'static str> {
-    let mut config = Config::new(id, &IDS).map_err(|_| "invalid membership")?;
-    config.message_bytes_max = MESSAGE_BYTES;
-    let node =
-        FwNode::new(config, Log::new(), Links::new(id), Kv::new(ArenaMap::new())).map_err(|e| {
-            match e {
+        let mut config = Config::new(id, &IDS).map_err(|_| "invalid membership")?;
+        config.message_bytes_max = MESSAGE_BYTES;
+        critical_section::with(|cs| {
+            let mut node = slot.borrow_ref_mut(cs);
+            *node.transport_mut() = Links::new(id);
+            node.start(config).map_err(|e| match e {
                 tinyraft::Error::InvalidConfig(why) => why,
                 _ => "node could not start from its storage",
-            }
+            })
         })?;
-    critical_section::with(|cs| *slot.borrow_ref_mut(cs) = Slot::Booted(node));
+    }
     Ok(())
 }
 
 /// Runs `f` on node `id`. Panics if the node is already borrowed: that would be a bug in this
 /// driver (a message delivered to the node that is sending it).
 pub fn with_node<R>(id: NodeId, f: impl FnOnce(&mut FwNode) -> R) -> R {
-    critical_section::with(
-        |cs| match &mut *NODES[(id - 1) as usize].borrow_ref_mut(cs) {
-            Slot::Booted(node) => f(node),
-            Slot::Empty => panic!("node {id} used before boot"),
-        },
-    )
+    critical_section::with(|cs| {
+        let mut node = NODES[(id - 1) as usize].borrow_ref_mut(cs);
+        assert!(node.raw().id() == id, "node {id} used before boot");
+        f(&mut node)
+    })
 }
 
 /// A direct link: node `to` steps `bytes` now. Undecodable or stale messages are the node's

@@ -201,6 +201,12 @@ pub struct Links {
 }
 
 impl Links {
+    /// The links of a node that has not booted: none (id 0). All zero bytes, so the node's
+    /// static stays in `.bss`.
+    pub const fn unset() -> Self {
+        Self { id: 0, uart: None }
+    }
+
     /// The links of node `id`.
     pub fn new(id: NodeId) -> Self {
         let uart = uart_line_from(id).map(|line| {
