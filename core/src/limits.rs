@@ -4,20 +4,45 @@
 //! are const generic parameters whose defaults are named here (`*_DEFAULT`). The relations that
 //! the code relies on are checked at compile time at the bottom of this file, so changing one
 //! number cannot silently break another.
+//!
+//! # The `small-limits` profile
+//!
+//! The defaults suit a desktop or server. The cargo feature `small-limits` swaps in smaller
+//! tables for a microcontroller running a small cluster (each constant below shows both
+//! values); it cuts one node's fixed RAM by about 60 % with the firmware's buffers (see the
+//! README's size budget):
+//!
+//! | limit | default | `small-limits` |
+//! |---|---:|---:|
+//! | [`VOTERS_MAX`] / [`PEERS_MAX`] | 7 / 9 | 3 / 4 |
+//! | [`ENTRY_DATA_BYTES_MAX`] | 4096 | 2304 (still above `kv::REQUEST_BYTES_MAX`) |
+//! | [`ENTRIES_PER_MESSAGE_MAX`] | 64 | 16 |
+//! | [`INFLIGHT_MAX`] | 16 | 4 |
+//! | [`UNSTABLE_ENTRIES_MAX`] | 512 | 64 |
+//! | [`OUTBOX_MESSAGES_MAX`] | 64 | 16 |
+//! | [`READS_PENDING_MAX`] | 32 | 4 |
+//!
+//! The profile changes what a node accepts (at most 3 voters; larger entries are refused and
+//! messages with them do not decode), so every node of a cluster must use the same profile.
+//! Unlike most features it is not additive: enable it only in a final binary (firmware),
+//! never in a library that others depend on. The test suite runs with the defaults.
+
+/// True with the `small-limits` profile (see the module docs).
+const SMALL: bool = cfg!(feature = "small-limits");
 
 /// Most voters a configuration may have (old and new configuration each, during joint consensus).
-pub const VOTERS_MAX: usize = 7;
+pub const VOTERS_MAX: usize = if SMALL { 3 } else { 7 };
 
 /// Most peers (voters of both configurations plus learners, self included) a node tracks.
-pub const PEERS_MAX: usize = 9;
+pub const PEERS_MAX: usize = if SMALL { 4 } else { 9 };
 
 /// Largest payload of one log entry, in bytes. A proposal above this is refused.
-pub const ENTRY_DATA_BYTES_MAX: usize = 4096;
+pub const ENTRY_DATA_BYTES_MAX: usize = if SMALL { 2304 } else { 4096 };
 
 /// Most entries carried by one append message.
 ///
 /// Kept below 128 so that the entry count is a one-byte varint on the wire (see `message`).
-pub const ENTRIES_PER_MESSAGE_MAX: usize = 64;
+pub const ENTRIES_PER_MESSAGE_MAX: usize = if SMALL { 16 } else { 64 };
 
 /// Hard cap on the size of one encoded message, in bytes. Decoding refuses anything larger,
 /// whatever the configuration says.
@@ -39,16 +64,16 @@ pub const RESTORE_CHUNK_BYTES: usize = 512;
 
 /// Capacity of the per-follower inflight window (append messages sent but not acknowledged).
 /// `Config::inflight_max` may lower it at run time, never raise it.
-pub const INFLIGHT_MAX: usize = 16;
+pub const INFLIGHT_MAX: usize = if SMALL { 4 } else { 16 };
 
 /// Most entries the unstable (not yet persisted) log holds, whatever their size.
-pub const UNSTABLE_ENTRIES_MAX: usize = 512;
+pub const UNSTABLE_ENTRIES_MAX: usize = if SMALL { 64 } else { 512 };
 
 /// Most messages waiting in the outbox between two `ready()` calls.
-pub const OUTBOX_MESSAGES_MAX: usize = 64;
+pub const OUTBOX_MESSAGES_MAX: usize = if SMALL { 16 } else { 64 };
 
 /// Most linearizable read requests waiting for their ReadIndex confirmation at once.
-pub const READS_PENDING_MAX: usize = 32;
+pub const READS_PENDING_MAX: usize = if SMALL { 4 } else { 32 };
 
 /// Default outbox capacity in bytes (`RawNode`'s `OUTBOX_BYTES` parameter).
 pub const OUTBOX_BYTES_DEFAULT: usize = 64 * 1024;
