@@ -15,7 +15,10 @@ use critical_section::Mutex;
 use tinyraft::kv::{ArenaMap, KvStore, Response};
 use tinyraft::limits::{ENTRY_DATA_BYTES_MAX, MESSAGE_BYTES_MIN};
 use tinyraft::stream::receive_buffer_bytes;
-use tinyraft::{Config, FrameReceiver, Index, MemStorage, Node, NodeId, ReadState, Role};
+use tinyraft::{
+    Config, Entry, FrameReceiver, Index, MemStorage, Node, NodeId, ReadState, Role, SnapshotError,
+    SnapshotMeta, StateMachine,
+};
 
 use crate::net::{self, Links, UartRx};
 
@@ -31,9 +34,15 @@ pub const OUTBOX_BYTES: usize = MESSAGE_BYTES;
 /// Unstable log: one largest entry (the core's floor) plus its 13-byte record header, rounded
 /// to a word.
 pub const UNSTABLE_BYTES: usize = ENTRY_DATA_BYTES_MAX + 16;
-/// The durable log: the scenario's 21 entries (about 540 bytes), uncompacted, with room to
-/// spare. Compaction comes with a later issue; until then a longer run fills it and stops.
+/// The durable log. Compaction ([`COMPACT_AFTER`]) keeps it to about twice that many entries
+/// of under 40 bytes each, plus the ones not applied yet.
 pub const LOG_BYTES: usize = 1024;
+/// Snapshot after this many applied entries: small, so that the scenario compacts often and a
+/// follower cut off for a few writes must catch up from a snapshot.
+pub const COMPACT_AFTER: u64 = 8;
+/// One snapshot of the KV store. A full store (16 keys, 256 bytes of keys and values, 4
+/// sessions) encodes to about 500 bytes; the scenario's to under 300. `MemStorage` keeps two.
+pub const SNAPSHOT_BYTES: usize = 512;
 /// Most entries in the durable log.
 pub const LOG_ENTRIES: usize = 32;
 /// Keys in the KV store.
@@ -46,11 +55,59 @@ pub const KV_SESSIONS: usize = 4;
 pub const UART_RX_BYTES: usize = receive_buffer_bytes(MESSAGE_BYTES);
 
 /// A node's durable log.
-pub type Log = MemStorage<LOG_BYTES, LOG_ENTRIES>;
-/// A node's state machine.
+pub type Log = MemStorage<LOG_BYTES, LOG_ENTRIES, SNAPSHOT_BYTES>;
+/// A node's KV store.
 pub type Kv = KvStore<ArenaMap<KV_KEYS, KV_BYTES>, KV_SESSIONS>;
+
+/// A node's state machine: the KV store, counting the snapshots it was restored from, so the
+/// scenario can tell a follower that caught up by snapshot from one that replayed entries.
+pub struct Store {
+    /// The KV store.
+    pub kv: Kv,
+    /// Snapshots restored.
+    pub restores: u32,
+}
+
+impl Store {
+    /// An empty store (all zero bytes, for a static).
+    pub const fn new() -> Self {
+        Self {
+            kv: Kv::new(ArenaMap::new()),
+            restores: 0,
+        }
+    }
+}
+
+impl StateMachine for Store {
+    type Response = Response;
+
+    fn apply(&mut self, entry: &Entry<'_>) -> Response {
+        self.kv.apply(entry)
+    }
+
+    fn write_snapshot(
+        &self,
+        out: &mut dyn FnMut(&[u8]) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
+        self.kv.write_snapshot(out)
+    }
+
+    fn restore_begin(&mut self) -> Result<(), SnapshotError> {
+        self.kv.restore_begin()
+    }
+
+    fn restore_chunk(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+        self.kv.restore_chunk(data)
+    }
+
+    fn restore_end(&mut self, meta: &SnapshotMeta) -> Result<(), SnapshotError> {
+        self.kv.restore_end(meta)?;
+        self.restores += 1;
+        Ok(())
+    }
+}
 /// One node.
-pub type FwNode = Node<Log, Links, Kv, OUTBOX_BYTES, UNSTABLE_BYTES>;
+pub type FwNode = Node<Log, Links, Store, OUTBOX_BYTES, UNSTABLE_BYTES>;
 
 /// The nodes, unstarted until [`boot`] starts each in place.
 ///
@@ -61,7 +118,7 @@ static NODES: [Mutex<RefCell<FwNode>>; 3] = [const {
     Mutex::new(RefCell::new(FwNode::unstarted(
         Log::new(),
         Links::unset(),
-        Kv::new(ArenaMap::new()),
+        Store::new(),
     )))
 }; 3];
 
@@ -86,6 +143,7 @@ pub fn boot() -> Result<(), &'static str> {
     for (slot, &id) in NODES.iter().zip(IDS.iter()) {
         let mut config = Config::new(id, &IDS).map_err(|_| "invalid membership")?;
         config.message_bytes_max = MESSAGE_BYTES;
+        config.compact_after = COMPACT_AFTER;
         critical_section::with(|cs| {
             let mut node = slot.borrow_ref_mut(cs);
             *node.transport_mut() = Links::new(id);

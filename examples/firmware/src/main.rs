@@ -23,8 +23,8 @@ use panic_semihosting as _;
 use tinyraft::{FrameReceiver, RawNode};
 
 use cluster::{
-    FwNode, Kv, Log, IDS, KV_BYTES, KV_KEYS, KV_SESSIONS, LOG_BYTES, LOG_ENTRIES, OUTBOX_BYTES,
-    UART_RX_BYTES, UNSTABLE_BYTES,
+    FwNode, Log, Store, IDS, KV_BYTES, KV_KEYS, KV_SESSIONS, LOG_BYTES, LOG_ENTRIES, OUTBOX_BYTES,
+    SNAPSHOT_BYTES, UART_RX_BYTES, UNSTABLE_BYTES,
 };
 
 #[entry]
@@ -68,15 +68,16 @@ fn print_sizes() {
     let node = size_of::<FwNode>();
     let storage = size_of::<Log>();
     let raw = size_of::<Raw>() - storage;
-    let kv = size_of::<Kv>();
+    let kv = size_of::<Store>();
     hprintln!(
-        "per node: {} B static = RawNode {} B (outbox {} B, unstable log {} B) + MemStorage<{}, {}> {} B + KvStore<ArenaMap<{}, {}>, {}> {} B + transport and counters {} B",
+        "per node: {} B static = RawNode {} B (outbox {} B, unstable log {} B) + MemStorage<{}, {}, {}> {} B + KvStore<ArenaMap<{}, {}>, {}> {} B + transport and counters {} B",
         node,
         raw,
         OUTBOX_BYTES,
         UNSTABLE_BYTES,
         LOG_BYTES,
         LOG_ENTRIES,
+        SNAPSHOT_BYTES,
         storage,
         KV_KEYS,
         KV_BYTES,

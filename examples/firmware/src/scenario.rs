@@ -15,7 +15,7 @@
 use cortex_m_semihosting::hprintln;
 use heapless::Vec;
 use tinyraft::kv::{ArenaMap, Command, KvMap, Request};
-use tinyraft::{Index, NodeId, Role, Term};
+use tinyraft::{Index, NodeId, Role, Storage, Term};
 
 use crate::cluster::{self, DriveError, Reply, Watch, IDS, KV_BYTES, KV_KEYS, SHORT_VALUE_BYTES};
 use crate::net;
@@ -200,20 +200,140 @@ pub fn run() -> Result<(), Failed> {
     s.get(b"ghost")?;
     s.get(b"zeta")?;
 
-    // ---- Reserved for later issues --------------------------------------------------------
-    // * Compaction and snapshot catch-up: compact the leader's log, cut a follower off long
-    //   enough that its next entry is compacted away, heal, and check that it catches up from
-    //   a snapshot of the KV store.
-    // * Leadership transfer: hand leadership to a chosen follower and check that writes go on.
-    // Neither exists in the core yet; nothing here pretends to do them.
-    // ----------------------------------------------------------------------------------------
+    s.snapshot_catch_up()?;
+    s.transfer()?;
 
-    hprintln!("-- 5. every node holds exactly the acknowledged writes");
+    hprintln!("-- 7. every node holds exactly the acknowledged writes");
     s.converge()?;
     s.verify()
 }
 
 impl Scenario {
+    /// §7: cut a follower off, write until the leader has compacted past the follower's log,
+    /// heal, and check that the follower caught up by installing the leader's snapshot.
+    fn snapshot_catch_up(&mut self) -> Result<(), Failed> {
+        let leader = self.wait_for_leader(None)?;
+        let Some(&follower) = IDS.iter().find(|&&id| id != leader) else {
+            fail!("no follower")
+        };
+        hprintln!(
+            "-- 5. compaction: isolate follower {}, write until leader {} compacts past it",
+            follower,
+            leader
+        );
+        net::isolate(follower);
+        let (f_last, f_restores) = cluster::with_node(follower, |n| {
+            (n.raw().last_index(), n.state_machine().restores)
+        });
+        let keys: [&[u8]; 3] = [b"s0", b"s1", b"s2"];
+        let mut writes = 0;
+        while cluster::with_node(leader, |n| n.raw().first_index()) <= f_last + 1 {
+            check!(
+                writes < 4 * cluster::COMPACT_AFTER,
+                "leader {} never compacted past index {}",
+                leader,
+                f_last
+            );
+            let value = [b'0' + (writes % 10) as u8];
+            self.put_quiet(keys[writes as usize % keys.len()], &value)?;
+            writes += 1;
+        }
+        let (first, snap, snap_len) = cluster::with_node(leader, |n| {
+            let st = n.raw().storage();
+            (
+                n.raw().first_index(),
+                st.snapshot_meta().index,
+                st.snapshot_len(),
+            )
+        });
+        hprintln!(
+            "[t={}] {} writes; leader {} compacted its log to start at {} (snapshot at {}, {} B); follower {} ends at {}",
+            self.ticks,
+            writes,
+            leader,
+            first,
+            snap,
+            snap_len,
+            follower,
+            f_last
+        );
+        net::heal();
+        self.converge()?;
+        let (f_first, f_snap, f_applied, restores) = cluster::with_node(follower, |n| {
+            (
+                n.raw().first_index(),
+                n.raw().storage().snapshot_meta().index,
+                n.raw().applied(),
+                n.state_machine().restores,
+            )
+        });
+        check!(
+            restores > f_restores && f_snap > f_last && f_first > 1,
+            "follower {} did not catch up by snapshot (restores {} -> {}, snapshot at {}, first index {})",
+            follower,
+            f_restores,
+            restores,
+            f_snap,
+            f_first
+        );
+        hprintln!(
+            "[t={}] follower {} installed a snapshot at {} (its log now starts at {}) and applied up to {}",
+            self.ticks,
+            follower,
+            f_snap,
+            f_first,
+            f_applied
+        );
+        Ok(())
+    }
+
+    /// §3.10: hand leadership to a follower; it must lead, and writes must go on through it.
+    fn transfer(&mut self) -> Result<(), Failed> {
+        let leader = self.wait_for_leader(None)?;
+        let Some(&target) = IDS.iter().rev().find(|&&id| id != leader) else {
+            fail!("no follower")
+        };
+        hprintln!(
+            "-- 6. leadership transfer from node {} to node {}",
+            leader,
+            target
+        );
+        let asked = cluster::with_node(leader, |n| n.raw_mut().transfer_leader(target));
+        check!(asked.is_ok(), "transfer_leader: {:?}", asked);
+        let start = self.ticks;
+        for _ in 0..ELECTION_TICKS_MAX {
+            if cluster::role_of(target).0 == Role::Leader {
+                break;
+            }
+            self.tick(&mut Watch::default())?;
+        }
+        let (role, term) = cluster::role_of(target);
+        check!(
+            role == Role::Leader,
+            "node {} is {:?} {} ticks after the transfer",
+            target,
+            role,
+            self.ticks - start
+        );
+        hprintln!(
+            "[t={}] node {} leads term {} after {} ticks; node {} is {:?}",
+            self.ticks,
+            target,
+            term,
+            self.ticks - start,
+            leader,
+            cluster::role_of(leader).0
+        );
+        self.put(b"iota", b"9")?;
+        check!(
+            cluster::reachable_leader() == Some(target),
+            "leadership moved on from node {}",
+            target
+        );
+        self.get(b"iota")?;
+        Ok(())
+    }
+
     fn tick(&mut self, watch: &mut Watch) -> Result<(), Failed> {
         cluster::tick(watch)?;
         self.ticks += 1;
@@ -301,6 +421,15 @@ impl Scenario {
         check!(r == Reply::Ok, "put {}: {:?}", text(key), r);
         check!(self.model.insert(key, value).is_ok(), "model full");
         self.acknowledged("put", key, text(value));
+        Ok(())
+    }
+
+    /// A put whose acknowledgement is not printed (the compaction writes).
+    fn put_quiet(&mut self, key: &[u8], value: &[u8]) -> Result<(), Failed> {
+        let r = self.request(Command::Put { key, value })?;
+        check!(r == Reply::Ok, "put {}: {:?}", text(key), r);
+        check!(self.model.insert(key, value).is_ok(), "model full");
+        self.acked += 1;
         Ok(())
     }
 
@@ -401,6 +530,7 @@ impl Scenario {
                     cluster::with_node(leader, |n| {
                         (n.raw().applied() >= index).then(|| {
                             n.state_machine()
+                                .kv
                                 .get(key)
                                 .and_then(|v| Vec::from_slice(v).ok())
                         })
@@ -468,7 +598,7 @@ impl Scenario {
         }
         for &id in IDS.iter() {
             let same = cluster::with_node(id, |n| {
-                let map = n.state_machine().map();
+                let map = n.state_machine().kv.map();
                 map.len() == self.model.len()
                     && map
                         .iter_from(b"")
@@ -478,7 +608,7 @@ impl Scenario {
             if !same {
                 hprintln!("node {} holds:", id);
                 cluster::with_node(id, |n| {
-                    for (k, v) in n.state_machine().map().iter_from(b"") {
+                    for (k, v) in n.state_machine().kv.map().iter_from(b"") {
                         hprintln!("  {} = {}", text(k), text(v));
                     }
                 });
