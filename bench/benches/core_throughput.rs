@@ -188,6 +188,10 @@ fn timed(c: &mut dyn Cluster, payload: &[u8], o: &Opts) -> f64 {
     }
     let secs = start.elapsed().as_secs_f64();
     let rate = (c.applied() - start_applied) as f64 / secs;
+    if std::env::var_os("TINYRAFT_BENCH_VERBOSE").is_some() {
+        // For profiling under callgrind, where rates mean nothing: the work done.
+        eprintln!("{}: {} entries applied", c.name(), c.applied());
+    }
     let applied = c.settle();
     assert!(
         applied.iter().all(|&a| a == applied[0]) && applied[0] > 0,
@@ -817,7 +821,7 @@ fn run_config(w: Workload, o: &Opts) -> [Outcome; 3] {
         }
     }
     for (k, system) in SYSTEMS.iter().enumerate() {
-        if !wanted(system) {
+        if !wanted(system) || std::env::var_os("TINYRAFT_BENCH_VERBOSE").is_some() {
             continue;
         }
         let mut c = build(system, w);
