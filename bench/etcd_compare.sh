@@ -16,7 +16,9 @@
 #   Both load generators are closed loop: each client waits for its put to be acknowledged
 #   (committed on a majority and applied) before sending the next, writes its own keys
 #   (bench-<client>-<k>, 100 per client) and counts only puts made inside the window after a
-#   1 s warm-up. Data directories share one temporary directory (same disk).
+#   1 s warm-up. Data directories share one temporary directory (same disk). Both clusters
+#   run at once, idle but for heartbeats while the other is measured, and the two systems
+#   take turns at each client count.
 #
 # Output: one line per system and client count, a table, and for each client count the
 # lines `ratio tinyraft/etcd put/s @N clients: X.XX` and the two p99s. Results also go to
@@ -86,15 +88,6 @@ etcdctl --endpoints "$ENDPOINTS" endpoint health
 # `endpoint status -w simple`: endpoint, id, version, db size, is leader, ...
 LEADER=$(etcdctl --endpoints "$ENDPOINTS" endpoint status -w simple | awk -F', ' '$5 == "true" {print $1}')
 echo "etcd leader: $LEADER"
-declare -A ETCD
-for c in $CLIENTS; do
-  j=$("$ETCD_LOAD" --endpoint "http://$LEADER" --clients "$c" --duration "$DURATION" \
-    --warmup "$WARMUP" --value-size "$VALUE_SIZE")
-  echo "etcd     $c clients: $j"
-  ETCD[$c]=$j
-  record etcd "$c" "$j"
-done
-stop_all
 
 # ----- tinyraft ------------------------------------------------------------------------------
 PEERS="1=127.0.0.1:23811,2=127.0.0.1:23812,3=127.0.0.1:23813"
@@ -102,10 +95,19 @@ for i in 1 2 3; do
   "$TINYRAFT" node --id "$i" --peers "$PEERS" --data-dir "$WORK/tinyraft$i" >"$WORK/tinyraft$i.log" 2>&1 &
   PIDS+=($!)
 done
-declare -A TINY
+
+# ----- the runs ------------------------------------------------------------------------------
+# Both clusters stay up (the idle one only sends heartbeats) and the two systems take turns
+# at each client count, so that load from elsewhere on the machine drifts over both alike.
+declare -A ETCD TINY
 for c in $CLIENTS; do
+  j=$("$ETCD_LOAD" --endpoint "http://$LEADER" --clients "$c" --duration "$DURATION" \
+    --warmup "$WARMUP" --value-size "$VALUE_SIZE")
+  echo "etcd     $c clients: $j"
+  ETCD[$c]=$j
+  record etcd "$c" "$j"
   j=$("$TINYRAFT" bench --peers "$PEERS" --clients "$c" --duration "$DURATION" \
-    --warmup "$WARMUP" --value-size "$VALUE_SIZE" --json)
+    --warmup "$WARMUP" --value-size "$VALUE_SIZE" --json 2>/dev/null)
   echo "tinyraft $c clients: $j"
   TINY[$c]=$j
   record tinyraft "$c" "$j"
