@@ -25,9 +25,11 @@
 //! `--batch 64`, `--window 256`, `--quick` (only the headline configuration). The environment
 //! variable `TINYRAFT_BENCH_DURATION` sets the default duration (CI uses a tiny one).
 //!
-//! Output: per configuration a header line, one line per system, then the lines
-//! `ratio tinyraft/raft-rs: X.XX` and `ratio tinyraft/noraft: X.XX`. The headline
-//! configuration (3 nodes, 64-byte entries) runs last, so the last two lines are its ratios.
+//! Output: per configuration a header line, one line per system (median entries/s, the range
+//! over runs, allocations per entry), the ratios of each run pair, then the lines
+//! `ratio tinyraft/raft-rs: X.XX` and `ratio tinyraft/noraft: X.XX` (ratios of the medians).
+//! The headline configuration (3 nodes, 64-byte entries) runs last, so the last two lines are
+//! its ratios.
 
 // A global allocator implements an unsafe trait; this one only forwards to the system's.
 #![allow(unsafe_code)]
@@ -859,6 +861,17 @@ fn report(w: Workload, o: &Opts, results: &[Outcome; 3]) {
     }
     if results.iter().any(|r| r.rates.is_empty()) {
         return;
+    }
+    // Run k of each system ran back to back, under the same load from elsewhere: the spread
+    // of the per-run ratios says how much the medians' ratio can be trusted.
+    for (k, other) in [(1, "raft-rs"), (2, "noraft")] {
+        let per_run: Vec<String> = results[0]
+            .rates
+            .iter()
+            .zip(&results[k].rates)
+            .map(|(t, o)| format!("{:.2}", t / o))
+            .collect();
+        println!("per-run ratios tinyraft/{other}: {}", per_run.join(" "));
     }
     let tiny = results[0].median();
     println!("ratio tinyraft/raft-rs: {:.2}", tiny / results[1].median());
