@@ -44,7 +44,7 @@ if ! command -v etcd >/dev/null; then
     exit 1
   fi
 fi
-etcd --version | head -1
+etcd --version | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
 
 echo "building tinyraft (release) and etcd-load"
 cargo build --release -q -p tinyraft-cli
