@@ -184,7 +184,7 @@ fn timed(c: &mut dyn Cluster, payload: &[u8], o: &Opts) -> f64 {
         c.round(payload, o.batch, o.window);
         rounds += 1;
         // Reading the clock every round would cost more than a small round itself.
-        if rounds % 16 == 0 && start.elapsed() >= o.duration {
+        if rounds.is_multiple_of(16) && start.elapsed() >= o.duration {
             break;
         }
     }
