@@ -7,7 +7,10 @@
 //! into the outbox. That relies on two facts of postcard's format, checked by the tests below:
 //! a struct or tuple is the concatenation of its fields, and a sequence is a varint count
 //! followed by its elements (the count is one byte because
-//! [`ENTRIES_PER_MESSAGE_MAX`] < 128, asserted in `limits`).
+//! [`ENTRIES_PER_MESSAGE_MAX`] < 128, asserted in `limits`). `AppendWriter` writes each entry
+//! in postcard's form by hand, and [`Message::decode`] reads append messages by hand before
+//! falling back to postcard: both are the hot paths of replication, and tests hold them to
+//! postcard's exact bytes and results.
 
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
@@ -220,6 +223,7 @@ impl<'b> AppendWriter<'b> {
         }
         let mut at = put_varint(out, 0, e.term);
         at = put_varint(out, at, e.index);
+        // `EntryKind`'s discriminants are its variant indices (0 and 1): one-byte varints.
         out[at] = e.kind as u8;
         at = put_varint(out, at + 1, e.data.len() as u64);
         out[at..at + e.data.len()].copy_from_slice(e.data);
