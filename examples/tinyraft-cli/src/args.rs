@@ -210,7 +210,8 @@ pub(crate) struct BenchArgs {
     /// How long to measure (after the warm-up), e.g. 20s, 500ms, 2m.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub(crate) duration: Duration,
-    /// Unwritten time before measuring, so that leader discovery is not measured.
+    /// Time spent writing, but not counting, before the measured window (leader discovery
+    /// and cold caches are not measured).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub(crate) warmup: Duration,
     /// Bytes of each written value.
