@@ -7,14 +7,17 @@
 //! into the outbox. That relies on two facts of postcard's format, checked by the tests below:
 //! a struct or tuple is the concatenation of its fields, and a sequence is a varint count
 //! followed by its elements (the count is one byte because
-//! [`ENTRIES_PER_MESSAGE_MAX`] < 128, asserted in `limits`).
+//! [`ENTRIES_PER_MESSAGE_MAX`] < 128, asserted in `limits`). `AppendWriter` writes each entry
+//! in postcard's form by hand, and [`Message::decode`] reads append messages by hand before
+//! falling back to postcard: both are the hot paths of replication, and tests hold them to
+//! postcard's exact bytes and results.
 
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
 use crate::limits::{ENTRIES_PER_MESSAGE_MAX, ENTRY_DATA_BYTES_MAX, MESSAGE_BYTES_MAX};
-use crate::types::{Entry, Index, NodeId, SnapshotMeta, Term};
+use crate::types::{Entry, EntryKind, Index, NodeId, SnapshotMeta, Term};
 
 /// A message from one node to another, for one term.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,12 +140,21 @@ impl<'a> Message<'a> {
         if bytes.len() > MESSAGE_BYTES_MAX {
             return Err(DecodeError::TooLong);
         }
+        let msg = match decode_append(bytes) {
+            Some(msg) => msg,
+            None => Self::decode_postcard(bytes)?,
+        };
+        msg.validate()?;
+        Ok(msg)
+    }
+
+    /// The reference decoder: postcard, exactly one message, no trailing bytes.
+    fn decode_postcard(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let (msg, rest): (Message<'a>, _) =
             postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
         if !rest.is_empty() {
             return Err(DecodeError::Malformed);
         }
-        msg.validate()?;
         Ok(msg)
     }
 
@@ -228,19 +240,38 @@ impl<'b> AppendWriter<'b> {
 
     /// Adds one entry; `false` (and nothing written) if it does not fit or the message already
     /// holds [`ENTRIES_PER_MESSAGE_MAX`] entries.
+    ///
+    /// The entry is written by hand in postcard's form of [`Entry`] (the fields in order: term
+    /// and index as varints, the kind's variant index as a varint, the payload as a varint
+    /// length and its bytes), which the tests check against postcard itself. This is the
+    /// hottest loop of a leader, and the generic serializer costs several times more.
     pub(crate) fn push(&mut self, e: &Entry<'_>) -> bool {
         if self.count >= ENTRIES_PER_MESSAGE_MAX {
             return false;
         }
-        match postcard::to_slice(e, &mut self.buf[self.len..]) {
-            Ok(w) => {
-                self.len += w.len();
-                self.count += 1;
-                self.buf[self.count_at] = self.count as u8;
-                true
+        let out = &mut self.buf[self.len..];
+        // Worst case: three 10-byte varints, the kind, and the payload.
+        if out.len() < 31 + e.data.len() {
+            // Too close to the end for the fast path: measure exactly.
+            let need = varint_len(e.term)
+                + varint_len(e.index)
+                + 1
+                + varint_len(e.data.len() as u64)
+                + e.data.len();
+            if out.len() < need {
+                return false;
             }
-            Err(_) => false,
         }
+        let mut at = put_varint(out, 0, e.term);
+        at = put_varint(out, at, e.index);
+        // `EntryKind`'s discriminants are its variant indices (0 and 1): one-byte varints.
+        out[at] = e.kind as u8;
+        at = put_varint(out, at + 1, e.data.len() as u64);
+        out[at..at + e.data.len()].copy_from_slice(e.data);
+        self.len += at + e.data.len();
+        self.count += 1;
+        self.buf[self.count_at] = self.count as u8;
+        true
     }
 
     /// Entries written so far.
@@ -282,10 +313,138 @@ pub(crate) fn encode_snapshot_chunk(
     (fill(dst) == len).then_some(end)
 }
 
+/// Reads postcard's encoding of a whole message whose body is an append, by hand: the
+/// hottest path of a follower, where the generic deserializer costs several times more.
+///
+/// This is only a shortcut. It accepts a subset of what postcard accepts (varints read
+/// exactly as postcard reads them; an entry count and payload lengths in their short forms)
+/// and on anything else, including every malformed input, returns `None` so that
+/// [`Message::decode`] asks postcard. Whatever it accepts, postcard decodes to the same
+/// message (a test compares the two on valid and mutated encodings).
+fn decode_append(bytes: &[u8]) -> Option<Message<'_>> {
+    let mut r = Reader { bytes, at: 0 };
+    let (from, to, term) = (r.varint_u64()?, r.varint_u64()?, r.varint_u64()?);
+    // Variant index 0 is `Body::Append`; other bodies are small and rare.
+    if r.varint_u32()? != 0 {
+        return None;
+    }
+    let (prev_index, prev_term, commit) = (r.varint_u64()?, r.varint_u64()?, r.varint_u64()?);
+    let count = r.byte()?;
+    if usize::from(count) > ENTRIES_PER_MESSAGE_MAX {
+        return None;
+    }
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        let (term, index) = (r.varint_u64()?, r.varint_u64()?);
+        let kind = match r.varint_u32()? {
+            0 => EntryKind::Normal,
+            1 => EntryKind::Config,
+            _ => return None,
+        };
+        let len = r.short_len()?;
+        let data = r.bytes.get(r.at..r.at.checked_add(len)?)?;
+        r.at += len;
+        // Cannot fail: at most ENTRIES_PER_MESSAGE_MAX entries, checked above.
+        entries
+            .push(Entry {
+                term,
+                index,
+                kind,
+                data,
+            })
+            .ok()?;
+    }
+    if r.at != bytes.len() {
+        return None;
+    }
+    Some(Message {
+        from,
+        to,
+        term,
+        body: Body::Append {
+            prev_index,
+            prev_term,
+            commit,
+            entries,
+        },
+    })
+}
+
+/// A cursor over postcard bytes for [`decode_append`].
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    /// A varint of at most `max` bytes whose last byte is at most `last_max`, accumulated
+    /// as postcard does (non-minimal forms included).
+    #[inline]
+    fn varint(&mut self, max: usize, last_max: u8) -> Option<u64> {
+        // Most fields (terms, kinds, short lengths) take one byte.
+        match self.bytes.get(self.at) {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                Some(u64::from(b))
+            }
+            _ => self.varint_long(max, last_max),
+        }
+    }
+
+    fn varint_long(&mut self, max: usize, last_max: u8) -> Option<u64> {
+        let mut out = 0u64;
+        for i in 0..max {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return (i + 1 < max || b <= last_max).then_some(out);
+            }
+        }
+        None
+    }
+
+    fn varint_u64(&mut self) -> Option<u64> {
+        self.varint(10, 0x01)
+    }
+
+    fn varint_u32(&mut self) -> Option<u32> {
+        self.varint(5, 0x0f).map(|v| v as u32)
+    }
+
+    /// A byte length in at most three varint bytes (any message fits well below that); longer
+    /// forms, which postcard reads differently on 16-, 32- and 64-bit targets, are left to it.
+    fn short_len(&mut self) -> Option<usize> {
+        self.varint(3, 0x7f).map(|v| v as usize)
+    }
+}
+
+/// Bytes of the postcard varint (LEB128) of `v`.
+fn varint_len(v: u64) -> usize {
+    // 7 bits per byte; 0 still takes one byte.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Writes the postcard varint of `v` at `buf[at..]`; returns the index after it. The caller
+/// has checked that it fits.
+fn put_varint(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        buf[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+    at + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::EntryKind;
 
     fn entry(index: Index, data: &[u8]) -> Entry<'_> {
         Entry {
@@ -360,6 +519,164 @@ mod tests {
         ));
         // A short read abandons the message.
         assert!(encode_snapshot_chunk(&mut buf, (1, 2, 4), &meta, 100, 0, 5, |_| 3).is_none());
+    }
+
+    #[test]
+    fn hand_written_entries_match_postcard_exactly() {
+        let payload = [0xa5u8; 300];
+        let cases = [
+            (0, 1, EntryKind::Normal, &payload[..0]),
+            (127, 128, EntryKind::Config, &payload[..1]),
+            (u64::MAX, u64::MAX - 1, EntryKind::Normal, &payload[..127]),
+            (1 << 35, 1 << 56, EntryKind::Config, &payload[..128]),
+            (3, 16_384, EntryKind::Normal, &payload[..]),
+        ];
+        for (term, index, kind, data) in cases {
+            let e = Entry {
+                term,
+                index,
+                kind,
+                data,
+            };
+            let mut want = [0u8; 400];
+            let want = postcard::to_slice(&e, &mut want).unwrap();
+            assert_eq!(varint_len(term) + varint_len(index), {
+                let mut b = [0u8; 20];
+                let at = put_varint(&mut b, 0, term);
+                put_varint(&mut b, at, index)
+            });
+            // Every buffer size: exactly the ones with room for the entry accept it.
+            for room in 0..want.len() + 40 {
+                let mut buf = [0u8; 480];
+                let mut w = AppendWriter::begin(&mut buf, (1, 2, 3), 0, 0, 0).unwrap();
+                let header = w.len;
+                w.buf = &mut core::mem::take(&mut w.buf)[..header + room];
+                let ok = w.push(&e);
+                assert_eq!(
+                    ok,
+                    room >= want.len(),
+                    "room {room} for {} bytes",
+                    want.len()
+                );
+                if ok {
+                    assert_eq!(&w.buf[header..w.len], want);
+                } else {
+                    assert_eq!(w.len, header);
+                }
+            }
+        }
+    }
+
+    /// The hand-written append decoder agrees with postcard on everything it accepts, and
+    /// `decode` as a whole answers exactly as the postcard-only decoder did, on valid
+    /// encodings of every kind of message and on many mutations of them.
+    #[test]
+    fn fast_append_decoder_agrees_with_postcard() {
+        fn reference(b: &[u8]) -> Result<Message<'_>, DecodeError> {
+            if b.len() > MESSAGE_BYTES_MAX {
+                return Err(DecodeError::TooLong);
+            }
+            let m = Message::decode_postcard(b)?;
+            m.validate()?;
+            Ok(m)
+        }
+        let mut samples: Vec<([u8; 512], usize), 16> = Vec::new();
+        let mut add = |m: &Message<'_>| {
+            let mut buf = [0u8; 512];
+            let n = m.encode(&mut buf).unwrap();
+            samples.push((buf, n)).unwrap();
+        };
+        let payloads: [&[u8]; 4] = [b"", b"x", &[0x80; 130], &[0xff; 200]];
+        for (k, big) in [(1u64, false), (2, true), (5, true)] {
+            let mut entries = Vec::new();
+            for i in 0..k {
+                let index = if big { (1 << 40) + i } else { 7 + i };
+                let kind = if i % 2 == 0 {
+                    EntryKind::Normal
+                } else {
+                    EntryKind::Config
+                };
+                let data = payloads[(i as usize + k as usize) % payloads.len()];
+                entries
+                    .push(Entry {
+                        term: 2,
+                        index,
+                        kind,
+                        data,
+                    })
+                    .unwrap();
+            }
+            let prev_index = entries[0].index - 1;
+            let body = Body::Append {
+                prev_index,
+                prev_term: 2,
+                commit: prev_index,
+                entries,
+            };
+            add(&Message {
+                from: 1,
+                to: if big { u64::MAX } else { 2 },
+                term: if big { 1 << 62 } else { 3 },
+                body,
+            });
+        }
+        let others = [
+            Body::Heartbeat {
+                commit: 9,
+                context: 1 << 40,
+            },
+            Body::TimeoutNow,
+            Body::VoteResponse {
+                pre: true,
+                granted: false,
+            },
+            Body::Append {
+                prev_index: 0,
+                prev_term: 0,
+                commit: 0,
+                entries: Vec::new(),
+            },
+        ];
+        for body in others {
+            add(&Message {
+                from: 3,
+                to: 1,
+                term: 4,
+                body,
+            });
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut accepted = 0;
+        for (buf, n) in &samples {
+            for trial in 0..3000 {
+                let mut b = *buf;
+                let mut len = *n;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x >> 16) as usize % len.max(1);
+                match trial % 6 {
+                    0 => {} // unmutated
+                    1 => b[at] ^= 1 << ((x >> 8) % 8),
+                    2 => b[at] = [0x00, 0x01, 0x7f, 0x80, 0xff][(x >> 40) as usize % 5],
+                    3 => len = at,
+                    4 => len = (len + 1 + (x >> 50) as usize % 3).min(b.len()),
+                    _ => {
+                        b[at] |= 0x80;
+                        b.copy_within(at..len, at + 1);
+                        b[at + 1] = 0x00;
+                        len = (len + 1).min(b.len());
+                    }
+                }
+                let bytes = &b[..len];
+                if let Some(fast) = decode_append(bytes) {
+                    accepted += 1;
+                    assert_eq!(Message::decode_postcard(bytes), Ok(fast), "{bytes:?}");
+                }
+                assert_eq!(Message::decode(bytes), reference(bytes), "{bytes:?}");
+            }
+        }
+        assert!(accepted > 1000, "the fast path was hardly exercised");
     }
 
     #[test]

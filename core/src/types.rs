@@ -45,8 +45,14 @@ pub struct Entry<'a> {
     /// What the payload means.
     pub kind: EntryKind,
     /// The payload (at most [`crate::limits::ENTRY_DATA_BYTES_MAX`] bytes).
-    #[serde(borrow)]
+    // Serialized as bytes, not as a sequence of `u8`: in postcard both are a varint length
+    // and the raw bytes, but the sequence form goes through the serializer once per byte.
+    #[serde(borrow, serialize_with = "serialize_payload")]
     pub data: &'a [u8],
+}
+
+fn serialize_payload<S: serde::Serializer>(data: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(data)
 }
 
 impl Entry<'_> {

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use tinyraft::kv::Response;
+use tinyraft::limits::VOTERS_MAX;
 use tinyraft::{Index, NodeId, Role, Term};
 
 /// Most bytes a client message or reply takes on the wire (a KV request or response plus a
@@ -117,12 +118,22 @@ pub struct NodeStatus {
     pub first_index: Index,
     /// Last index of its log.
     pub last_index: Index,
-    /// Voters of the current configuration.
-    pub voters: Vec<NodeId>,
+    /// Voters of the current configuration. (Fixed capacity, so that publishing a status
+    /// allocates nothing; the wire form is the same as a `Vec`'s.)
+    pub voters: heapless::Vec<NodeId, VOTERS_MAX>,
     /// Learners of the current configuration.
-    pub learners: Vec<NodeId>,
+    pub learners: heapless::Vec<NodeId, VOTERS_MAX>,
     /// Keys in its state machine.
     pub keys: u64,
+    /// Ready rounds the node's runtime has run since it started.
+    pub ready_rounds: u64,
+    /// Ready rounds that had to make state durable (new entries, term or vote).
+    pub syncs: u64,
+    /// `fdatasync` calls on the log since the node started: one per synced round that wrote
+    /// entries, however many entries (from however many clients) it held.
+    pub log_fsyncs: u64,
+    /// Entries the node has applied to its state machine since it started.
+    pub applied_entries: u64,
 }
 
 /// Encodes `value` into `buf`; `None` if it does not fit.

@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tinyraft::NodeId;
@@ -30,6 +31,9 @@ pub(crate) enum Cmd {
     Client(ClientArgs),
     /// Show each node's role, term, commit and applied index.
     Status(ClientArgs),
+    /// Load a running cluster with closed-loop writers; report throughput, latency
+    /// percentiles and operations per fsync.
+    Bench(BenchArgs),
     /// Read a key (exit 1 if absent).
     Get {
         /// The key.
@@ -184,6 +188,50 @@ pub(crate) struct ClientArgs {
     pub(crate) timeout_ms: u64,
 }
 
+/// Parses `20s`, `1.5s`, `500ms`, `2m` or a plain number of seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a duration like 20s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("`{s}`: the unit must be ms, s or m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}`: out of range"))
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// Concurrent closed-loop clients (threads), each waiting for its write before the next.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) clients: usize,
+    /// How long to measure (after the warm-up), e.g. 20s, 500ms, 2m.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Time spent writing, but not counting, before the measured window (leader discovery
+    /// and cold caches are not measured).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+    /// Bytes of each written value.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) value_size: usize,
+    /// Keys each client cycles through (the store holds clients × this many keys).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) keys_per_client: usize,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
     /// Concurrent clients in the workload.
@@ -195,4 +243,21 @@ pub(crate) struct DemoArgs {
     /// UDP port of node 1 (nodes 2 and 3 take the next two); 0 picks free ports.
     #[arg(long, default_value_t = 0)]
     pub(crate) base_port: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "s", "20h", "-1s", "1e999s", "ms20"] {
+            assert!(parse_duration(bad).is_err(), "{bad} was accepted");
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //! | 5 | the client could not run (socket or key-file error) |
 
 mod args;
+mod bench;
 mod demo;
 mod line;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Client(a) => with_client(&a, line::run),
         Cmd::Status(a) => with_client(&a, status),
+        Cmd::Bench(a) => bench::run(a),
         Cmd::Get { key, client } => with_client(&client, |c| match c.get(key.as_bytes()) {
             Ok(Some(v)) => {
                 println!("{}", String::from_utf8_lossy(&v));

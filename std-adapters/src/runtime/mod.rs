@@ -608,9 +608,13 @@ impl NodeRuntime {
             applied: self.raw.applied(),
             first_index: self.raw.first_index(),
             last_index: self.raw.last_index(),
-            voters: m.voters.iter().copied().collect(),
-            learners: m.learners.iter().copied().collect(),
+            voters: m.voters.clone(),
+            learners: m.learners.clone(),
             keys: self.kv.map().len() as u64,
+            ready_rounds: self.stats.ready_rounds,
+            syncs: self.stats.syncs,
+            log_fsyncs: self.raw.storage().stats().log_fsyncs,
+            applied_entries: self.stats.applied_entries,
         }
     }
 }
