@@ -29,6 +29,10 @@
 //! order, which the types enforce. [`Node`] writes that loop once for any storage, transport
 //! and state machine.
 //!
+//! **Testing.** [`fault`] wraps any storage or transport in middleware that injects faults
+//! (lost un-synced writes, torn records, failed syncs; loss, duplication, delay, cut links),
+//! seeded by the caller: it is how the deterministic simulator breaks things, without `std`.
+//!
 //! ## Memory
 //!
 //! A node's size is fixed at compile time: see [`RawNode`]'s const parameters and [`limits`].
@@ -44,6 +48,7 @@ extern crate alloc;
 
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod kv;
 pub mod limits;
 mod log;
