@@ -1,3 +1,4 @@
 //! Shared helpers for tinyraft's cluster-level tests.
 
 pub mod process;
+pub mod sim;
