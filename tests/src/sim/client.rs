@@ -160,7 +160,7 @@ pub struct SimClient {
     script: VecDeque<Cmd>,
     /// Last value seen of each shared key (what a CAS expects).
     shared_seen: Vec<Option<Vec<u8>>>,
-    writes_done: u64,
+    values_made: u64,
     /// Operations completed with an answer.
     pub ops_answered: u64,
     /// Operations given up with an unknown outcome.
@@ -205,7 +205,7 @@ impl SimClient {
             scan: None,
             script: VecDeque::new(),
             shared_seen: vec![None; SHARED_KEYS as usize],
-            writes_done: 0,
+            values_made: 0,
             ops_answered: 0,
             ops_unknown: 0,
             ops_failed: 0,
@@ -269,7 +269,9 @@ impl SimClient {
         } else {
             let k = self.rng.below(SHARED_KEYS);
             let key = format!("s{k}").into_bytes();
-            let fresh = format!("v{}.{}", self.index, self.writes_done).into_bytes();
+            // Every value written is unique, so the checker can tell writes apart.
+            self.values_made += 1;
+            let fresh = format!("v{}.{}", self.index, self.values_made).into_bytes();
             match self.rng.below(10) {
                 0..=3 => Cmd::Get(key),
                 4..=5 => Cmd::Put(key, fresh),
@@ -299,6 +301,11 @@ impl SimClient {
         let cur = self.current.as_mut().expect("in flight");
         if let Some(limit) = self.timeouts.op {
             if now >= cur.started + limit && self.phase == Phase::Running {
+                // As KvClient: the attempt being waited on ends with the operation, and an
+                // unanswered write attempt may have been proposed.
+                if cur.resend_at.is_none() {
+                    cur.maybe_proposed |= cur.write;
+                }
                 let definite = !(cur.write && cur.maybe_proposed);
                 return self.finish(Done::GaveUp { definite }, ctx);
             }
@@ -411,9 +418,6 @@ impl SimClient {
                 None
             }
         };
-        if cur.write {
-            self.writes_done += 1;
-        }
         let resp = match done {
             Done::Answer(r) => Some(r),
             Done::GaveUp { .. } => None,

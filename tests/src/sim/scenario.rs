@@ -44,6 +44,8 @@ pub struct Scenario {
     pub round_ticks: u64,
     /// Runs this instead of the generic rounds.
     pub script: Option<Script>,
+    /// Forces check-quorum on or off (None: chosen by the seed, on 80% of the time).
+    pub check_quorum: Option<bool>,
 }
 
 impl Scenario {
@@ -66,6 +68,7 @@ impl Scenario {
             rounds: 3,
             round_ticks: 100,
             script: None,
+            check_quorum: None,
         }
     }
 }
@@ -164,6 +167,8 @@ pub struct Sim {
     next_partition: u64,
     restart_at: Vec<Option<u64>>,
     last_leader: Option<(u64, NodeId)>,
+    /// `SIM_VERBOSE=1`: print every event and the nodes' state every 10 ticks.
+    verbose: bool,
 }
 
 const TRACE_LINES: usize = 60;
@@ -199,6 +204,7 @@ impl Sim {
         let n = scenario.nodes.unwrap_or(if seed % 2 == 0 { 5 } else { 3 });
         let ids: Vec<NodeId> = (1..=n as NodeId).collect();
         let check_quorum = rng.chance(800_000);
+        let check_quorum = scenario.check_quorum.unwrap_or(check_quorum);
         let settings = NodeSettings {
             pre_vote: rng.chance(800_000),
             check_quorum,
@@ -264,6 +270,7 @@ impl Sim {
             next_partition: 0,
             restart_at,
             last_leader: None,
+            verbose: std::env::var_os("SIM_VERBOSE").is_some(),
         };
         sim.note(format!(
             "{} nodes, {} clients, {:?}, client timeouts {:?}",
@@ -282,6 +289,9 @@ impl Sim {
     }
 
     fn note(&mut self, line: String) {
+        if self.verbose {
+            eprintln!("[tick {}] {line}", self.now / STEPS_PER_TICK);
+        }
         if self.trace.len() == TRACE_LINES {
             self.trace.pop_front();
         }
@@ -442,6 +452,26 @@ impl Sim {
                 self.note(format!("node {} restarts", self.ids[i]));
                 self.start_node(i);
             }
+        }
+        if self.verbose && self.now % (10 * STEPS_PER_TICK) == 0 {
+            let states: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| match n.raw.as_deref() {
+                    Some(r) => format!(
+                        "{}:{:?}/t{}/v{:?}/l{:?}/c{}/last{}",
+                        r.id(),
+                        r.role(),
+                        r.term(),
+                        r.vote(),
+                        r.leader(),
+                        r.committed(),
+                        r.last_index()
+                    ),
+                    None => format!("{}:down", n.id),
+                })
+                .collect();
+            self.note(states.join(" "));
         }
         // Invariants.
         for n in &self.nodes {
