@@ -14,7 +14,7 @@ use tinyraft_tests::sim::scenario::{Scenario, Sim};
 use tinyraft_tests::sim::sweep;
 
 /// Seeds per scenario in a plain `cargo test` (the CI budget).
-const SEEDS: u64 = 100;
+const SEEDS: u64 = 300;
 
 fn generic(name: &'static str, clients: usize, unreliable: bool, crash: bool, partitions: bool) {
     sweep(

@@ -618,8 +618,12 @@ impl Sim {
         self.faults_on = true;
         self.next_partition = self.now;
         self.run_ticks(self.scenario.round_ticks)?;
+        self.liveness_and_checks()
+    }
 
-        // Liveness phase.
+    /// The end of a round: faults stop, every node runs; within [`LIVENESS_TICKS`] a leader
+    /// must exist and every operation finish; then the clients check and delete their keys.
+    pub fn liveness_and_checks(&mut self) -> Result<(), String> {
         self.note("faults stop".into());
         self.stop_faults();
         for c in &mut self.clients {
@@ -649,6 +653,85 @@ impl Sim {
                 .iter()
                 .all(|c| c.phase == Phase::Idle && !c.busy())
         })
+    }
+
+    /// Runs a fuzzer-chosen fault schedule (pairs of `[ticks to wait][action]`), then the
+    /// liveness phase, the clients' checks, convergence and linearizability.
+    pub fn run_schedule(&mut self, schedule: &[(u8, u8)]) -> Result<(), SimFailure> {
+        let result = (|| {
+            self.note("schedule starts".into());
+            for c in &mut self.clients {
+                c.new_round();
+            }
+            for &(wait, action) in schedule {
+                self.run_ticks(u64::from(wait % 16))?;
+                self.apply_fault(action);
+            }
+            self.run_ticks(10)?;
+            self.liveness_and_checks()?;
+            self.finish()
+        })();
+        result.map_err(|reason| self.fail(reason))
+    }
+
+    /// One fault of a fuzzer schedule: `action % 12` picks the kind, `action / 12` the node or
+    /// the shape.
+    pub fn apply_fault(&mut self, action: u8) {
+        let n = self.ids.len();
+        let who = usize::from(action / 12) % n;
+        match action % 12 {
+            0 => self.crash_node(who),
+            1 => {
+                if !self.nodes[who].is_up() {
+                    self.note(format!("node {} restarts", self.ids[who]));
+                    self.start_node(who);
+                }
+            }
+            2 => {
+                self.note(format!("node {} will die in its next sync", self.ids[who]));
+                self.nodes[who].arm_sync_failure();
+            }
+            3 => {
+                let cut = self.ids[who];
+                let rest: Vec<NodeId> = self.ids.iter().copied().filter(|&x| x != cut).collect();
+                self.partition(&[vec![cut], rest]);
+            }
+            4 => {
+                if let Some(l) = self.leader() {
+                    let rest: Vec<NodeId> = self.ids.iter().copied().filter(|&x| x != l).collect();
+                    self.partition(&[vec![l], rest]);
+                }
+            }
+            5 => {
+                let to = self.ids[(who + 1 + usize::from(action / 36) % (n - 1)) % n];
+                let _ = self.nodes[who].transport.set_cut(to, true);
+                self.note(format!("cut {} -> {to}", self.ids[who]));
+            }
+            6 => self.heal(),
+            7 => {
+                self.note("network unreliable".into());
+                self.set_faults(unreliable_faults(), unreliable_faults());
+            }
+            8 => {
+                self.note("network reliable".into());
+                self.set_faults(reliable_faults(), reliable_faults());
+            }
+            9 => {
+                self.note("crash and restart every node".into());
+                for i in 0..n {
+                    self.crash_node(i);
+                }
+                for i in 0..n {
+                    self.start_node(i);
+                }
+            }
+            10 => {
+                if let Some(l) = self.leader() {
+                    self.crash_node((l - 1) as usize);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn max_own_keys(&self) -> u64 {
@@ -726,6 +809,12 @@ impl Sim {
                 self.round(round)?;
             }
         }
+        self.finish()
+    }
+
+    /// The end of every run: all nodes converge to the same state, and the history is
+    /// linearizable.
+    pub fn finish(&mut self) -> Result<(), String> {
         self.converge()?;
         check_linearizable(&self.history).map_err(|e| {
             let verdict = if e.undecided {
