@@ -25,6 +25,9 @@ use tinyraft::NodeId;
 use super::checker::{KeyOp, Op, Recorded};
 use super::network::{send_client_packet, Addr, Payload, Reply, SharedWire};
 
+/// A key and its value.
+type Pair = (Vec<u8>, Vec<u8>);
+
 /// Shared keys all clients contend on.
 pub const SHARED_KEYS: u64 = 3;
 /// Pairs per scan page the clients ask for (small, so scans take several pages).
@@ -108,7 +111,7 @@ struct InFlight {
 /// The end of an operation.
 #[derive(Debug)]
 enum Done {
-    Answer(Response),
+    Answer(Box<Response>),
     /// Gave up; `definite`: it did not and will not take effect.
     GaveUp {
         definite: bool,
@@ -156,7 +159,7 @@ pub struct SimClient {
     acked: BTreeSet<u64>,
     unknown: BTreeSet<u64>,
     /// Pairs seen so far by the scan in progress, and whether it is the end-of-round one.
-    scan: Option<(Vec<(Vec<u8>, Vec<u8>)>, bool)>,
+    scan: Option<(Vec<Pair>, bool)>,
     script: VecDeque<Cmd>,
     /// Last value seen of each shared key (what a CAS expects).
     shared_seen: Vec<Option<Vec<u8>>>,
@@ -372,7 +375,7 @@ impl SimClient {
         }
         match reply {
             Reply::Kv(response) => {
-                if let Response::Err(e) = response {
+                if let Response::Err(e) = *response {
                     if matches!(e, KvError::SessionExpired | KvError::Stale) {
                         return self.finish(Done::GaveUp { definite: false }, ctx);
                     }
@@ -419,7 +422,7 @@ impl SimClient {
             }
         };
         let resp = match done {
-            Done::Answer(r) => Some(r),
+            Done::Answer(r) => Some(*r),
             Done::GaveUp { .. } => None,
         };
         if let Some(Response::Err(e)) = &resp {

@@ -181,7 +181,7 @@ impl SimNode {
             Err(e) => panic!("node {} cannot start from its disk: {e}", self.id),
         };
         self.raw = Some(Box::new(raw));
-        self.kv = Box::new(SimKv::new(ArenaMap::new()));
+        *self.kv = SimKv::new(ArenaMap::new());
         self.writes.clear();
         self.reads.clear();
         self.confirmed.clear();
@@ -355,7 +355,7 @@ impl SimNode {
                 .map(|r| (r.client_id, r.seq) == (w.client_id, w.seq))
                 .unwrap_or(false);
             let r = if ours {
-                Reply::Kv(response)
+                Reply::Kv(Box::new(response))
             } else {
                 Reply::Redirect {
                     leader: None,
@@ -395,7 +395,7 @@ impl SimNode {
             let (_, read) = self.confirmed.remove(i);
             if let Ok(req) = Request::decode(&read.request) {
                 let response = self.kv.query(&req.command);
-                reply(ctx, read.client, read.nonce, Reply::Kv(response));
+                reply(ctx, read.client, read.nonce, Reply::Kv(Box::new(response)));
             }
         }
         true

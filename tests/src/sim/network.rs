@@ -21,8 +21,8 @@ pub type NodeTransport = FaultyTransport<NetPort, SplitMix64, 65536, 64>;
 /// What a node answers a client (as the runtime's `ClientReply`, without the wire format).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// The store's answer.
-    Kv(Response),
+    /// The store's answer (boxed: a scan page is large).
+    Kv(Box<Response>),
     /// Not the leader (or no longer). `proposed`: this attempt may still commit.
     Redirect {
         /// The leader the node knows of.

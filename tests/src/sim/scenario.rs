@@ -201,7 +201,9 @@ impl Sim {
                 (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
             });
         let mut rng = SplitMix64::new(seed ^ name_hash);
-        let n = scenario.nodes.unwrap_or(if seed % 2 == 0 { 5 } else { 3 });
+        let n = scenario
+            .nodes
+            .unwrap_or(if seed.is_multiple_of(2) { 5 } else { 3 });
         let ids: Vec<NodeId> = (1..=n as NodeId).collect();
         let check_quorum = rng.chance(800_000);
         let check_quorum = scenario.check_quorum.unwrap_or(check_quorum);
@@ -414,7 +416,7 @@ impl Sim {
         // Tick, then run ready rounds.
         for i in 0..nodes_n {
             self.nodes[i].transport.tick();
-            if (self.now + self.nodes[i].tick_phase) % STEPS_PER_TICK == 0 {
+            if (self.now + self.nodes[i].tick_phase).is_multiple_of(STEPS_PER_TICK) {
                 self.nodes[i].tick();
             }
             let mut ctx = NodeCtx {
@@ -444,7 +446,7 @@ impl Sim {
             };
             self.clients[c].act(&mut ctx);
         }
-        if self.faults_on && self.now % STEPS_PER_TICK == 0 {
+        if self.faults_on && self.now.is_multiple_of(STEPS_PER_TICK) {
             self.nemesis();
         }
         for i in 0..nodes_n {
@@ -453,7 +455,7 @@ impl Sim {
                 self.start_node(i);
             }
         }
-        if self.verbose && self.now % (10 * STEPS_PER_TICK) == 0 {
+        if self.verbose && self.now.is_multiple_of(10 * STEPS_PER_TICK) {
             let states: Vec<String> = self
                 .nodes
                 .iter()
@@ -681,11 +683,9 @@ impl Sim {
         let who = usize::from(action / 12) % n;
         match action % 12 {
             0 => self.crash_node(who),
-            1 => {
-                if !self.nodes[who].is_up() {
-                    self.note(format!("node {} restarts", self.ids[who]));
-                    self.start_node(who);
-                }
+            1 if !self.nodes[who].is_up() => {
+                self.note(format!("node {} restarts", self.ids[who]));
+                self.start_node(who);
             }
             2 => {
                 self.note(format!("node {} will die in its next sync", self.ids[who]));
