@@ -255,6 +255,22 @@ impl SimClient {
         self.unknown.clear();
     }
 
+    /// A one-line account of what the client is doing, for failure reports.
+    pub fn describe(&self) -> String {
+        match &self.current {
+            Some(c) => format!(
+                "client {} {:?}: {:?} since tick {}, to node index {}, proposed? {}",
+                self.index,
+                self.phase,
+                c.cmd,
+                c.started / super::STEPS_PER_TICK,
+                self.target,
+                c.maybe_proposed
+            ),
+            None => format!("client {} {:?}: idle", self.index, self.phase),
+        }
+    }
+
     /// Waiting for an answer, the client's operation started at this step (None: idle).
     pub fn op_started(&self) -> Option<u64> {
         self.current.as_ref().map(|c| c.started)

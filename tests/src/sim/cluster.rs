@@ -60,6 +60,12 @@ pub struct NodeSettings {
     pub election_ticks: u32,
     /// Heartbeat interval, in ticks.
     pub heartbeat_ticks: u32,
+    /// Append messages in flight per follower (flow control).
+    pub inflight_max: usize,
+    /// Uncommitted entries above which proposals are refused (backpressure).
+    pub uncommitted_entries_max: u64,
+    /// Committed entries handed out per ready round.
+    pub apply_entries_max: u64,
 }
 
 /// One simulated node.
@@ -175,6 +181,9 @@ impl SimNode {
         cfg.lease_reads = settings.lease_reads && settings.check_quorum;
         cfg.election_ticks = settings.election_ticks;
         cfg.heartbeat_ticks = settings.heartbeat_ticks;
+        cfg.inflight_max = settings.inflight_max;
+        cfg.uncommitted_entries_max = settings.uncommitted_entries_max;
+        cfg.apply_entries_max = settings.apply_entries_max;
         cfg.seed = seed;
         let raw = match SimRaw::new(cfg, disk) {
             Ok(r) => r,
@@ -285,6 +294,11 @@ impl SimNode {
                 _ => reply(ctx, client, nonce, Reply::Busy),
             },
         }
+    }
+
+    /// True if the node is up and has a ready round to run.
+    pub fn has_ready(&self) -> bool {
+        self.raw.as_ref().is_some_and(|r| r.has_ready())
     }
 
     /// Advances the node's clock by one tick.

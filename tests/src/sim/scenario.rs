@@ -171,6 +171,8 @@ pub struct Sim {
 }
 
 const TRACE_LINES: usize = 60;
+/// Most ready rounds a node runs in one step.
+const READY_ROUNDS_PER_STEP: usize = 16;
 
 fn unreliable_faults() -> LinkFaults {
     LinkFaults {
@@ -221,6 +223,23 @@ impl Sim {
             lease_reads: check_quorum && rng.chance(250_000),
             election_ticks: 10,
             heartbeat_ticks: 2,
+            // Small windows and batches on some seeds reach flow control, backpressure and
+            // partial applying.
+            inflight_max: if rng.chance(300_000) {
+                1 + rng.below(4) as usize
+            } else {
+                tinyraft::limits::INFLIGHT_MAX
+            },
+            uncommitted_entries_max: if rng.chance(300_000) {
+                4 + rng.below(28)
+            } else {
+                4096
+            },
+            apply_entries_max: if rng.chance(300_000) {
+                1 + rng.below(8)
+            } else {
+                4096
+            },
         };
         let wire: SharedWire = Rc::new(RefCell::new(Wire::default()));
         let registry: SharedRegistry = Rc::new(RefCell::new(LogRegistry::default()));
@@ -433,10 +452,18 @@ impl Sim {
                 client_faults: self.client_faults,
                 inv: &mut self.inv,
             };
-            if !self.nodes[i].process_ready(&mut ctx) {
-                self.note(format!("node {} died in a sync", self.ids[i]));
-                self.crash_node(i);
-                self.restart_at[i] = Some(self.now + self.downtime());
+            // A node runs ready rounds while it has work (bounded): with a small
+            // `apply_entries_max` a restarted node replays its log a few entries per round.
+            for _ in 0..READY_ROUNDS_PER_STEP {
+                if !self.nodes[i].process_ready(&mut ctx) {
+                    self.note(format!("node {} died in a sync", self.ids[i]));
+                    self.crash_node(i);
+                    self.restart_at[i] = Some(self.now + self.downtime());
+                    break;
+                }
+                if !self.nodes[i].has_ready() {
+                    break;
+                }
             }
         }
         // Clients.
@@ -545,7 +572,11 @@ impl Sim {
         let deadline = self.now + ticks * STEPS_PER_TICK;
         while !done(self) {
             if self.now >= deadline {
-                return Err(format!("liveness: {what} within {ticks} ticks"));
+                let clients: Vec<String> = self.clients.iter().map(|c| c.describe()).collect();
+                return Err(format!(
+                    "liveness: {what} within {ticks} ticks; clients: {}",
+                    clients.join("; ")
+                ));
             }
             self.step()?;
         }
