@@ -398,10 +398,27 @@ pub fn message_decode_step_seeds() -> Vec<Vec<u8>> {
         .into_iter()
         .filter(|(_, b)| Message::decode(b).is_ok())
         .collect();
+    // Start windows at the interesting messages first (appends carrying entries, votes),
+    // then spread the rest over the run.
+    let mut starts: Vec<usize> = Vec::new();
+    let mut seen_kinds = std::collections::BTreeSet::new();
+    for (i, (_, bytes)) in captured.iter().enumerate() {
+        let m = Message::decode(bytes).expect("filtered");
+        let kind = match &m.body {
+            tinyraft::Body::Append { entries, .. } => format!("append{}", entries.len().min(3)),
+            other => format!("{:?}", std::mem::discriminant(other)),
+        };
+        if seen_kinds.insert((kind, m.to)) {
+            starts.push(i);
+        }
+    }
+    let spread = 30usize.saturating_sub(starts.len()).min(captured.len());
+    for w in 0..spread {
+        starts.push(w * captured.len() / spread.max(1));
+    }
+    starts.truncate(30);
     let mut seeds = Vec::new();
-    let windows = 30.min(captured.len());
-    for w in 0..windows {
-        let at = w * captured.len() / windows;
+    for at in starts {
         let mut input = Vec::new();
         for (k, (to, bytes)) in captured[at..].iter().take(3).enumerate() {
             let ctl = (*to as u8 - 1) | if k == 2 { 4 } else { 0 };
