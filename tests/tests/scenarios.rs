@@ -11,7 +11,7 @@
 
 use tinyraft_tests::sim::client::Cmd;
 use tinyraft_tests::sim::scenario::{Scenario, Sim};
-use tinyraft_tests::sim::sweep;
+use tinyraft_tests::sim::{run, sweep};
 
 /// Seeds per scenario in a plain `cargo test` (the CI budget).
 const SEEDS: u64 = 300;
@@ -150,4 +150,19 @@ fn one_partition_2b() {
         ..Scenario::generic("one_partition_2b", 1, false, false, false)
     };
     sweep(&scenario, SEEDS);
+}
+
+/// The checks can fail: with a disk that loses *synced* entries on a crash (breaking the
+/// `Storage` contract), acknowledged writes disappear, and some seed among the first few must
+/// say so. Guards against a simulator that passes whatever happens.
+#[test]
+fn a_disk_that_loses_synced_writes_is_caught() {
+    let scenario = Scenario {
+        lying_disk: true,
+        ..Scenario::generic("lying_disk", 5, false, true, false)
+    };
+    let caught = (0..40).find_map(|seed| run(&scenario, seed).err());
+    let failure = caught.expect("40 seeds of a lying disk and no check noticed");
+    eprintln!("caught as expected: {failure}");
+    assert!(failure.replay_command().contains("SIM_SEED="));
 }

@@ -217,6 +217,21 @@ impl SimNode {
         format!("node {} crashed: {report:?}", self.id)
     }
 
+    /// While the node is down, drops the last `n` entries of its disk even though they were
+    /// synced (a disk that lies). Returns how many it dropped.
+    pub fn lose_synced_tail(&mut self, n: u64) -> u64 {
+        let Some(disk) = self.disk.as_mut() else {
+            return 0;
+        };
+        let inner = disk.inner_mut();
+        let last = tinyraft::Storage::last_index(inner);
+        let keep = last
+            .saturating_sub(n)
+            .max(tinyraft::Storage::first_index(inner) - 1);
+        inner.forget_after(keep);
+        last - keep
+    }
+
     /// Makes the node's next sync fail as if it died during it.
     pub fn arm_sync_failure(&mut self) {
         if let Some(raw) = &mut self.raw {

@@ -46,6 +46,9 @@ pub struct Scenario {
     pub script: Option<Script>,
     /// Forces check-quorum on or off (None: chosen by the seed, on 80% of the time).
     pub check_quorum: Option<bool>,
+    /// Breaks the storage contract on purpose: a crash also loses a few *synced* entries.
+    /// Only for showing that the checks catch it.
+    pub lying_disk: bool,
 }
 
 impl Scenario {
@@ -69,6 +72,7 @@ impl Scenario {
             round_ticks: 100,
             script: None,
             check_quorum: None,
+            lying_disk: false,
         }
     }
 }
@@ -338,6 +342,14 @@ impl Sim {
     fn crash_node(&mut self, i: usize) {
         let line = self.nodes[i].crash(&mut self.rng, &mut self.inv);
         self.note(line);
+        if self.scenario.lying_disk {
+            let n = 1 + self.rng.below(5);
+            let lost = self.nodes[i].lose_synced_tail(n);
+            self.note(format!(
+                "node {}'s disk lied: {lost} synced entries lost",
+                self.ids[i]
+            ));
+        }
     }
 
     /// The leader of the highest term among running nodes.

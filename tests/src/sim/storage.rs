@@ -117,6 +117,14 @@ impl SimStorage {
         self.hard_state
     }
 
+    /// Drops every entry after `index`, synced or not: a disk that breaks its promise. Only for
+    /// checking that the simulator notices (see `Scenario::lying_disk`).
+    pub fn forget_after(&mut self, index: Index) {
+        if index + 1 >= self.first {
+            self.entries.truncate((index + 1 - self.first) as usize);
+        }
+    }
+
     /// The chain hash of the entry at `index` (of the snapshot point for `first_index() - 1`).
     pub fn chain(&self, index: Index) -> Option<u64> {
         if index + 1 == self.first {
