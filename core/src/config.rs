@@ -1,7 +1,9 @@
 //! Run-time configuration of a node. Every interval is counted in logical ticks.
 
 use crate::error::Error;
-use crate::limits::{INFLIGHT_MAX, MESSAGE_BYTES_MAX, MESSAGE_BYTES_MIN};
+use crate::limits::{
+    INFLIGHT_MAX, MESSAGE_BYTES_MAX, MESSAGE_BYTES_MIN, SNAPSHOT_CHUNK_OVERHEAD_BYTES_MAX,
+};
 use crate::types::{Membership, NodeId};
 
 /// Configuration of one node.
@@ -37,6 +39,13 @@ pub struct Config {
     /// requests for its first `election_ticks` ticks after starting, since it may have granted
     /// a lease just before a restart.
     pub lease_reads: bool,
+    /// Take a snapshot and compact the log once this many entries were applied since the last
+    /// snapshot (0: never). The log then holds at most about twice this many entries.
+    pub compact_after: u64,
+    /// Bytes of snapshot data per chunk message when catching up a follower (stop-and-wait,
+    /// one chunk in flight). Capped at `message_bytes_max - SNAPSHOT_CHUNK_OVERHEAD_BYTES_MAX`
+    /// so a chunk always fits one message.
+    pub snapshot_chunk_bytes: usize,
     /// Seed of the PRNG that randomizes election timeouts. Give each node a different seed.
     pub seed: u64,
 }
@@ -57,10 +66,18 @@ impl Config {
             uncommitted_entries_max: 4096,
             apply_entries_max: 4096,
             lease_reads: false,
+            compact_after: 0,
+            snapshot_chunk_bytes: 8 * 1024,
             seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         cfg.validate(usize::MAX)?;
         Ok(cfg)
+    }
+
+    /// The chunk size actually used: `snapshot_chunk_bytes`, capped so a chunk fits a message.
+    pub fn effective_snapshot_chunk_bytes(&self) -> usize {
+        self.snapshot_chunk_bytes
+            .min(self.message_bytes_max - SNAPSHOT_CHUNK_OVERHEAD_BYTES_MAX)
     }
 
     /// Checks the rules between fields; `outbox_bytes` is the node's outbox capacity.
@@ -96,6 +113,10 @@ impl Config {
         rule(
             self.apply_entries_max >= 1,
             "apply_entries_max must be at least 1",
+        )?;
+        rule(
+            self.snapshot_chunk_bytes >= 1,
+            "snapshot_chunk_bytes must be at least 1",
         )?;
         rule(
             !self.lease_reads || self.check_quorum,

@@ -17,6 +17,8 @@
 //! **Seams.** [`Storage`] is the durable log and hard state; [`MemStorage`] implements it in a
 //! fixed byte arena. [`Transport`] moves encoded messages; [`StateMachine`] applies committed
 //! entries. std implementations (a file log, UDP) live in the `tinyraft-std` crate.
+//! [`stream`] carries messages over any `embedded-io` byte stream (a UART): COBS frames with
+//! a CRC, a bounded receiver that resynchronizes after noise, and [`StreamTransport`].
 //!
 //! **Protocol.** The `raft` module implements the Raft paper's §5 (elections, log
 //! replication, commitment) with the dissertation's pre-vote and check-quorum (§9.6, §6.2),
@@ -64,6 +66,7 @@ pub mod ring;
 mod rng;
 pub mod state_machine;
 pub mod storage;
+pub mod stream;
 pub mod transport;
 pub mod types;
 
@@ -73,9 +76,10 @@ pub use mem_storage::{MemStorage, MemStorageError};
 pub use message::{Body, Message};
 pub use node::{Node, NodeError};
 pub use progress::{Progress, ProgressState};
-pub use raft::{ReadError, ReadState, Stats};
+pub use raft::{ReadError, ReadState, Stats, TransferError};
 pub use raw_node::{Persisted, RawNode, Ready};
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotError, StateMachine};
 pub use storage::{Storage, StorageError, StorageErrorKind};
+pub use stream::{FrameReceiver, StreamTransport};
 pub use transport::Transport;
 pub use types::*;

@@ -29,6 +29,14 @@ pub const MESSAGE_OVERHEAD_BYTES_MAX: usize = 96;
 /// Worst-case bytes one entry adds around its payload on the wire (term, index, kind, length).
 pub const ENTRY_OVERHEAD_BYTES_MAX: usize = 24;
 
+/// Worst-case bytes a snapshot chunk message adds around its data (header, snapshot metadata
+/// with a full membership, offsets).
+pub const SNAPSHOT_CHUNK_OVERHEAD_BYTES_MAX: usize = 64 + 2 * VOTERS_MAX * 10;
+
+/// Bytes read from storage per piece when restoring a state machine from its snapshot (a
+/// stack buffer).
+pub const RESTORE_CHUNK_BYTES: usize = 512;
+
 /// Capacity of the per-follower inflight window (append messages sent but not acknowledged).
 /// `Config::inflight_max` may lower it at run time, never raise it.
 pub const INFLIGHT_MAX: usize = 16;
@@ -59,6 +67,7 @@ const _: () = {
     );
     assert!(VOTERS_MAX <= PEERS_MAX);
     assert!(MESSAGE_BYTES_MIN <= MESSAGE_BYTES_MAX);
+    assert!(SNAPSHOT_CHUNK_OVERHEAD_BYTES_MAX < MESSAGE_BYTES_MIN);
     assert!(INFLIGHT_MAX >= 1);
     assert!(OUTBOX_BYTES_DEFAULT >= MESSAGE_BYTES_MIN);
     assert!(UNSTABLE_BYTES_DEFAULT >= ENTRY_DATA_BYTES_MAX);

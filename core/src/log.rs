@@ -64,7 +64,9 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
                 .term(index)
                 .ok_or(StorageErrorKind::Unavailable);
         }
-        if index == 0 {
+        // Index 0 is "before the log" only while nothing was compacted; after a snapshot it is
+        // as gone as any other compacted index.
+        if index == 0 && self.storage.first_index() == 1 {
             return Ok(0);
         }
         self.storage.term(index).map_err(|e| e.kind())
@@ -177,6 +179,14 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
                 Err(_) => return (i, 0),
             }
         }
+    }
+
+    /// The storage installed a snapshot up to `index` (keeping or discarding the entries after
+    /// it): drop unstable entries, and move the commit point (the apply point follows when the
+    /// state machine is restored).
+    pub(crate) fn installed_snapshot(&mut self, index: Index) {
+        self.unstable.reset(self.storage.last_index() + 1);
+        self.committed = self.committed.max(index);
     }
 
     pub(crate) fn commit_to(&mut self, index: Index) -> bool {

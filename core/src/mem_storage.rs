@@ -1,9 +1,11 @@
 //! `MemStorage`: a bounded in-memory [`Storage`] that needs no allocator.
 //!
 //! Entries are packed into an [`EntryRing`] of `BYTES` bytes holding at most `ENTRIES` entries.
-//! When the ring is full, `append` fails with [`StorageErrorKind::Full`] until [`Storage::compact`]
-//! frees the front of the log. Being memory, it is "durable" for as long as the value lives;
-//! `sync` only counts calls (tests use the count to check group commit).
+//! When the ring is full, `append` fails with [`StorageErrorKind::Full`] until a snapshot
+//! ([`Storage::finish_snapshot`]) frees the front of the log. Snapshots live in two buffers of
+//! `SNAPSHOT_BYTES` each: the current one, and the one being written (so an unfinished
+//! transfer never damages the current snapshot). Being memory, it is "durable" for as long as
+//! the value lives; `sync` only counts calls (tests use the count to check group commit).
 
 use crate::ring::EntryRing;
 use crate::storage::{Storage, StorageError, StorageErrorKind};
@@ -19,22 +21,37 @@ impl StorageError for MemStorageError {
     }
 }
 
-/// Bounded in-memory log and hard state.
-pub struct MemStorage<const BYTES: usize, const ENTRIES: usize> {
+/// Bounded in-memory log, hard state and snapshot.
+///
+/// `SNAPSHOT_BYTES` bounds one snapshot's data; 0 (the default) means this storage cannot
+/// hold snapshots, so its log can never be compacted.
+#[derive(Clone)]
+pub struct MemStorage<const BYTES: usize, const ENTRIES: usize, const SNAPSHOT_BYTES: usize = 0> {
     log: EntryRing<BYTES, ENTRIES>,
     hard_state: HardState,
     snapshot: SnapshotMeta,
     membership: Option<Membership>,
     syncs: u64,
+    /// `snap_data[active]` is the current snapshot (`snap_len[active]` bytes); the other buffer
+    /// receives the one being written.
+    snap_data: [[u8; SNAPSHOT_BYTES]; 2],
+    snap_len: [usize; 2],
+    active: usize,
+    /// Metadata of the snapshot being written, if one was begun.
+    incoming: Option<SnapshotMeta>,
 }
 
-impl<const BYTES: usize, const ENTRIES: usize> Default for MemStorage<BYTES, ENTRIES> {
+impl<const BYTES: usize, const ENTRIES: usize, const SNAPSHOT_BYTES: usize> Default
+    for MemStorage<BYTES, ENTRIES, SNAPSHOT_BYTES>
+{
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const BYTES: usize, const ENTRIES: usize> MemStorage<BYTES, ENTRIES> {
+impl<const BYTES: usize, const ENTRIES: usize, const SNAPSHOT_BYTES: usize>
+    MemStorage<BYTES, ENTRIES, SNAPSHOT_BYTES>
+{
     /// An empty log with no hard state; it can live in a `static`.
     pub const fn new() -> Self {
         Self {
@@ -54,6 +71,10 @@ impl<const BYTES: usize, const ENTRIES: usize> MemStorage<BYTES, ENTRIES> {
             },
             membership: None,
             syncs: 0,
+            snap_data: [[0; SNAPSHOT_BYTES]; 2],
+            snap_len: [0; 2],
+            active: 0,
+            incoming: None,
         }
     }
 
@@ -79,18 +100,11 @@ impl<const BYTES: usize, const ENTRIES: usize> MemStorage<BYTES, ENTRIES> {
     pub fn hard_state(&self) -> HardState {
         self.hard_state
     }
-
-    /// Replaces the whole log with an empty one starting after `meta` (a snapshot was
-    /// installed); the hard state's commit is raised to the snapshot index.
-    pub fn reset_to_snapshot(&mut self, meta: &SnapshotMeta) {
-        self.log.reset(meta.index + 1);
-        self.snapshot = meta.clone();
-        self.membership = Some(meta.membership.clone());
-        self.hard_state.commit = self.hard_state.commit.max(meta.index);
-    }
 }
 
-impl<const BYTES: usize, const ENTRIES: usize> Storage for MemStorage<BYTES, ENTRIES> {
+impl<const BYTES: usize, const ENTRIES: usize, const SNAPSHOT_BYTES: usize> Storage
+    for MemStorage<BYTES, ENTRIES, SNAPSHOT_BYTES>
+{
     type Error = MemStorageError;
 
     fn initial_state(&self) -> Result<InitialState, Self::Error> {
@@ -167,17 +181,54 @@ impl<const BYTES: usize, const ENTRIES: usize> Storage for MemStorage<BYTES, ENT
         self.snapshot.clone()
     }
 
-    fn compact(&mut self, index: Index, meta: &SnapshotMeta) -> Result<(), Self::Error> {
-        if index <= self.snapshot.index {
-            return Ok(());
+    fn snapshot_len(&self) -> u64 {
+        self.snap_len[self.active] as u64
+    }
+
+    fn read_snapshot(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let data = &self.snap_data[self.active][..self.snap_len[self.active]];
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let n = buf.len().min(data.len() - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        Ok(n)
+    }
+
+    fn begin_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), Self::Error> {
+        self.incoming = Some(meta.clone());
+        self.snap_len[1 - self.active] = 0;
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, data: &[u8]) -> Result<(), Self::Error> {
+        if self.incoming.is_none() {
+            return Err(MemStorageError(StorageErrorKind::Unavailable));
         }
-        let term = self.term(index)?;
-        self.log.discard_through(index);
-        self.snapshot = SnapshotMeta {
-            index,
-            term,
-            membership: meta.membership.clone(),
-        };
+        let slot = 1 - self.active;
+        let at = self.snap_len[slot];
+        if data.len() > SNAPSHOT_BYTES - at {
+            return Err(MemStorageError(StorageErrorKind::Full));
+        }
+        self.snap_data[slot][at..at + data.len()].copy_from_slice(data);
+        self.snap_len[slot] += data.len();
+        Ok(())
+    }
+
+    fn finish_snapshot(&mut self) -> Result<(), Self::Error> {
+        let meta = self
+            .incoming
+            .take()
+            .ok_or(MemStorageError(StorageErrorKind::Unavailable))?;
+        if self.log.term(meta.index) == Some(meta.term) {
+            self.log.discard_through(meta.index);
+        } else {
+            self.log.reset(meta.index + 1);
+        }
+        self.active = 1 - self.active;
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        self.membership = Some(meta.membership.clone());
+        self.snapshot = meta;
         Ok(())
     }
 }
@@ -185,7 +236,7 @@ impl<const BYTES: usize, const ENTRIES: usize> Storage for MemStorage<BYTES, ENT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::EntryKind;
+    use crate::types::{EntryKind, Membership};
 
     fn e(index: Index, term: Term, data: &[u8]) -> Entry<'_> {
         Entry {
@@ -212,9 +263,20 @@ mod tests {
         );
     }
 
+    fn snapshot(s: &mut MemStorage<64, 16, 32>, index: Index, term: Term, data: &[u8]) {
+        let meta = SnapshotMeta {
+            index,
+            term,
+            membership: Membership::default(),
+        };
+        s.begin_snapshot(&meta).unwrap();
+        s.write_snapshot(data).unwrap();
+        s.finish_snapshot().unwrap();
+    }
+
     #[test]
-    fn full_until_compacted() {
-        let mut s: MemStorage<64, 16> = MemStorage::new();
+    fn full_until_a_snapshot_frees_the_front() {
+        let mut s: MemStorage<64, 16, 32> = MemStorage::new();
         let mut i = 1;
         while s.append(e(i, 1, b"x")).is_ok() {
             i += 1;
@@ -223,12 +285,49 @@ mod tests {
             s.append(e(i, 1, b"x")).unwrap_err().kind(),
             StorageErrorKind::Full
         );
-        let meta = s.snapshot_meta();
-        s.compact(2, &meta).unwrap();
+        snapshot(&mut s, 2, 1, b"state");
         s.append(e(i, 1, b"x")).unwrap();
         assert_eq!(s.first_index(), 3);
         assert_eq!(s.term(2), Ok(1));
         assert_eq!(s.term(1).unwrap_err().kind(), StorageErrorKind::Compacted);
+        let mut buf = [0u8; 3];
+        assert_eq!(s.read_snapshot(2, &mut buf), Ok(3));
+        assert_eq!(&buf, b"ate");
+        assert_eq!(s.snapshot_len(), 5);
+    }
+
+    #[test]
+    fn a_snapshot_that_does_not_match_the_log_replaces_it() {
+        let mut s: MemStorage<256, 16, 32> = MemStorage::new();
+        for i in 1..=5 {
+            s.append(e(i, 1, b"a")).unwrap();
+        }
+        let meta = SnapshotMeta {
+            index: 7,
+            term: 3,
+            membership: Membership::from_voters(&[1, 2]).unwrap(),
+        };
+        s.begin_snapshot(&meta).unwrap();
+        s.write_snapshot(b"abc").unwrap();
+        // Unfinished: the old (empty) snapshot is still current.
+        assert_eq!(s.snapshot_len(), 0);
+        s.finish_snapshot().unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (8, 7));
+        assert_eq!(s.term(7), Ok(3));
+        assert_eq!(s.initial_state().unwrap().membership, Some(meta.membership));
+        assert_eq!(s.hard_state().commit, 7);
+        s.append(e(8, 3, b"b")).unwrap();
+    }
+
+    #[test]
+    fn snapshot_larger_than_its_buffer_is_refused() {
+        let mut s: MemStorage<64, 16, 4> = MemStorage::new();
+        s.begin_snapshot(&SnapshotMeta::default()).unwrap();
+        assert_eq!(
+            s.write_snapshot(b"12345").unwrap_err().kind(),
+            StorageErrorKind::Full
+        );
+        s.write_snapshot(b"1234").unwrap();
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::error::{Error, ProposeError};
 use crate::limits::{OUTBOX_BYTES_DEFAULT, UNSTABLE_BYTES_DEFAULT};
 use crate::raft::ReadState;
 use crate::raw_node::RawNode;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotError, StateMachine};
 use crate::storage::Storage;
 use crate::transport::Transport;
 use crate::types::{EntryKind, Index};
@@ -42,6 +42,9 @@ use crate::Config;
 pub enum NodeError<SE> {
     /// Persisting failed; nothing of the round was sent or applied.
     Storage(SE),
+    /// Restoring the state machine from a snapshot, or taking one, failed. A failed restore
+    /// leaves the state machine unusable: stop the node.
+    Snapshot(SnapshotError),
 }
 
 /// A replicated state machine: a [`RawNode`] plus the storage, transport and state machine it
@@ -117,6 +120,9 @@ where
         }
         let ready = self.raw.ready();
         let persisted = self.raw.persist(ready).map_err(NodeError::Storage)?;
+        self.raw
+            .restore_snapshot(&persisted, &mut self.state_machine)
+            .map_err(NodeError::Snapshot)?;
         for (to, bytes) in self.raw.messages(&persisted) {
             if self.transport.send(to, bytes).is_err() {
                 self.send_failures += 1;
@@ -135,6 +141,11 @@ where
             on_read(*r);
         }
         self.raw.advance(persisted);
+        if self.raw.wants_snapshot() {
+            self.raw
+                .take_snapshot(&self.state_machine)
+                .map_err(NodeError::Snapshot)?;
+        }
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use heapless::Deque;
 
 use crate::limits::INFLIGHT_MAX;
-use crate::types::{Index, NodeId};
+use crate::types::{Index, NodeId, Term};
 
 /// How the leader is currently sending to a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,10 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest heartbeat round this peer has acknowledged (ReadIndex and lease).
     pub acked_round: u64,
+    /// In snapshot state: term of the snapshot being sent.
+    pub snapshot_term: Term,
+    /// In snapshot state: the next byte of the snapshot to send.
+    pub snapshot_offset: u64,
 }
 
 impl Progress {
@@ -91,6 +95,8 @@ impl Progress {
             inflights: Inflights::default(),
             recent_active: false,
             acked_round: 0,
+            snapshot_term: 0,
+            snapshot_offset: 0,
         }
     }
 
@@ -112,8 +118,10 @@ impl Progress {
         self.inflights.clear();
     }
 
-    pub(crate) fn become_snapshot(&mut self, index: Index) {
+    pub(crate) fn become_snapshot(&mut self, index: Index, term: Term) {
         self.state = ProgressState::Snapshot { index };
+        self.snapshot_term = term;
+        self.snapshot_offset = 0;
         self.probe_sent = false;
         self.inflights.clear();
     }

@@ -10,13 +10,15 @@ use crate::config::Config;
 use crate::error::{Error, ProposeError, ProposeErrorKind};
 use crate::limits::{ENTRY_DATA_BYTES_MAX, PEERS_MAX, READS_PENDING_MAX};
 use crate::log::RaftLog;
-use crate::message::{AppendWriter, Body, Message};
+use crate::message::{encode_snapshot_chunk, AppendWriter, Body, Message};
 use crate::outbox::Outbox;
 use crate::progress::{Progress, ProgressState};
 use crate::quorum::{majority_index, vote_result, VoteResult};
 use crate::rng::Rng;
 use crate::storage::{Storage, StorageErrorKind};
-use crate::types::{EntryKind, HardState, Index, Membership, NodeId, Role, SoftState, Term};
+use crate::types::{
+    EntryKind, HardState, Index, Membership, NodeId, Role, SnapshotMeta, SoftState, Term,
+};
 
 /// A linearizable read that may now be served: once the state machine has applied
 /// `index`, reading it reflects every write acknowledged before the read was requested.
@@ -38,6 +40,18 @@ pub enum ReadError {
     },
     /// [`READS_PENDING_MAX`] reads are already waiting.
     Full,
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// Only the leader can hand leadership over; this is the one this node knows of.
+    NotLeader {
+        /// The known leader, if any.
+        leader: Option<NodeId>,
+    },
+    /// The target is not a voter of the current configuration.
+    NotVoter(NodeId),
 }
 
 /// Counters of things the node did not do, for operators.
@@ -87,6 +101,14 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     pending_reads: Deque<PendingRead, READS_PENDING_MAX>,
     pub(crate) read_states: Vec<ReadState, READS_PENDING_MAX>,
     pub(crate) stats: Stats,
+    /// A snapshot being received from the leader: which one, and the next byte expected.
+    incoming: Option<(Index, Term, u64)>,
+    /// An installed snapshot the state machine has yet to be restored from.
+    pub(crate) pending_restore: Option<SnapshotMeta>,
+    /// Leader: the voter leadership is being handed to (§3.10); proposals wait meanwhile.
+    pub(crate) transfer_target: Option<NodeId>,
+    /// Ticks since the transfer began; it is abandoned after an election timeout.
+    transfer_elapsed: u32,
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
@@ -119,6 +141,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             pending_reads: Deque::new(),
             read_states: Vec::new(),
             stats: Stats::default(),
+            incoming: None,
+            pending_restore: None,
+            transfer_target: None,
+            transfer_elapsed: 0,
             cfg,
         };
         raft.become_follower(term, None);
@@ -178,6 +204,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.progress.clear();
         self.pending_reads.clear();
         self.broadcast_pending = false;
+        self.transfer_target = None;
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -288,6 +315,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                     return;
                 }
             }
+            if self.transfer_target.is_some() {
+                self.transfer_elapsed += 1;
+                if self.transfer_elapsed >= self.cfg.election_ticks {
+                    // §3.10: the target did not take over within an election timeout (down,
+                    // cut off, or too far behind); keep leading and accept proposals again.
+                    self.transfer_target = None;
+                }
+            }
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                 self.heartbeat_elapsed = 0;
                 self.broadcast_heartbeat();
@@ -320,6 +355,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             return fail(ProposeErrorKind::NotLeader {
                 leader: self.leader,
             });
+        }
+        if self.transfer_target.is_some() {
+            return fail(ProposeErrorKind::Transferring);
         }
         if data.len() > ENTRY_DATA_BYTES_MAX {
             return fail(ProposeErrorKind::TooLarge);
@@ -373,8 +411,56 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
     /// and none of them will grant a vote before `s + election_ticks` on its own clock, so no
     /// other leader can exist before then. One tick of margin covers clock-rate drift.
     fn lease_valid(&self) -> bool {
+        // A transfer lets the target win an election at once, ignoring the followers' leases.
         let sent_tick = self.quorum_context() >> 16;
-        sent_tick > 0 && self.ticks < sent_tick + u64::from(self.cfg.election_ticks) - 1
+        self.transfer_target.is_none()
+            && sent_tick > 0
+            && self.ticks < sent_tick + u64::from(self.cfg.election_ticks) - 1
+    }
+
+    /// §3.10: hands leadership to `target`. Proposals are refused meanwhile; the target is
+    /// brought up to date, then told to campaign at once (`TimeoutNow`). If it has not taken
+    /// over within an election timeout, the transfer is abandoned. Asking again for the same
+    /// target changes nothing; asking for another restarts the transfer for that one; asking
+    /// for this node does nothing.
+    pub(crate) fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if target == self.id() {
+            self.transfer_target = None;
+            return Ok(());
+        }
+        if !self.membership.is_voter(target) {
+            return Err(TransferError::NotVoter(target));
+        }
+        if self.transfer_target == Some(target) {
+            return Ok(());
+        }
+        self.transfer_target = Some(target);
+        self.transfer_elapsed = 0;
+        self.maybe_send_timeout_now(target);
+        if self.transfer_target.is_some() {
+            self.send_append(target, true);
+        }
+        Ok(())
+    }
+
+    /// Sends `TimeoutNow` to the transfer target once its log matches ours.
+    fn maybe_send_timeout_now(&mut self, from: NodeId) {
+        if self.transfer_target != Some(from) {
+            return;
+        }
+        let last = self.log.last_index();
+        if self
+            .progress
+            .iter()
+            .any(|p| p.id == from && p.matched == last)
+        {
+            self.send(from, Body::TimeoutNow);
+        }
     }
 
     fn quorum_context(&self) -> u64 {
@@ -442,7 +528,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                     pre: true,
                     granted: true,
                 } => {}
-                Body::Append { .. } | Body::Heartbeat { .. } => {
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } => {
                     self.become_follower(m.term, Some(m.from))
                 }
                 Body::Vote { .. } => {
@@ -458,7 +544,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             }
         } else if m.term < self.term {
             match m.body {
-                Body::Append { .. } | Body::Heartbeat { .. }
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
                     if self.cfg.check_quorum || self.cfg.pre_vote =>
                 {
                     // A stale leader cut off by a partition: tell it our term so it steps down
@@ -491,7 +577,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 ..
             } => self.handle_vote_request(m, pre, last_index, last_term),
             Body::VoteResponse { pre, granted } => self.handle_vote_response(m.from, pre, granted),
-            Body::Append { .. } | Body::Heartbeat { .. } if self.role != Role::Leader => {
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
+                if self.role != Role::Leader =>
+            {
                 if self.role != Role::Follower {
                     // A leader exists in our term (§5.2: a candidate recognizes it).
                     self.become_follower(m.term, Some(m.from));
@@ -500,6 +588,8 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 self.leader = Some(m.from);
                 if let Body::Append { .. } = m.body {
                     self.handle_append(m)?;
+                } else if let Body::Snapshot { .. } = m.body {
+                    self.handle_snapshot_chunk(m)?;
                 } else if let Body::Heartbeat { commit, context } = m.body {
                     self.log.commit_to(commit);
                     let last_index = self.log.last_index();
@@ -520,8 +610,19 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             } if self.role == Role::Leader => {
                 self.handle_append_response(m.from, success, index, hint_index, hint_term)
             }
-            Body::HeartbeatResponse { context, .. } if self.role == Role::Leader => {
-                self.handle_heartbeat_response(m.from, context)
+            Body::HeartbeatResponse {
+                context,
+                last_index,
+            } if self.role == Role::Leader => {
+                self.handle_heartbeat_response(m.from, context, last_index)
+            }
+            Body::SnapshotResponse {
+                index,
+                term,
+                next_offset,
+                done,
+            } if self.role == Role::Leader => {
+                self.handle_snapshot_response(m.from, index, term, next_offset, done)
             }
             Body::TimeoutNow if self.promotable() && self.role != Role::Leader => {
                 // §3.10: the leader chose us; campaign at once, skipping pre-vote.
@@ -673,6 +774,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             ProgressState::Replicate => pr.free_inflights_to(index),
             ProgressState::Snapshot { .. } => {}
         }
+        self.maybe_send_timeout_now(from);
         if self.maybe_commit() {
             self.broadcast_append(true);
         } else {
@@ -685,7 +787,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         }
     }
 
-    fn handle_heartbeat_response(&mut self, from: NodeId, context: u64) {
+    fn handle_heartbeat_response(&mut self, from: NodeId, context: u64, follower_last: Index) {
         let inflight_max = self.cfg.inflight_max;
         let last = self.log.last_index();
         let context = context.min(self.last_context);
@@ -694,8 +796,18 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         };
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(context);
+        if follower_last < pr.matched {
+            // The follower has less than it acknowledged: it lost its storage (a wiped data
+            // directory) and restarted empty. Find its log again from what it has now. (A
+            // delayed response can trigger this too; the cost is one probe round.)
+            pr.matched = follower_last;
+            pr.become_probe();
+        }
         pr.on_heartbeat_response(inflight_max);
-        if pr.matched < last {
+        if let ProgressState::Snapshot { .. } = pr.state {
+            // No answer to the last chunk may have come: send it (again).
+            self.send_snapshot_chunk(from);
+        } else if pr.matched < last {
             self.send_append(from, true);
             self.send_appends(from);
         }
@@ -781,9 +893,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         let prev_term = match self.log.term(prev_index) {
             Ok(t) => t,
             Err(StorageErrorKind::Compacted) => {
-                // The follower needs entries we no longer have: it needs a snapshot.
-                let snap = self.log.first_index() - 1;
-                self.progress[pos].become_snapshot(snap);
+                // The follower needs entries we no longer have: it needs a snapshot (§7).
+                let meta = self.log.storage.snapshot_meta();
+                self.progress[pos].become_snapshot(meta.index, meta.term);
+                self.send_snapshot_chunk(to);
                 return false;
             }
             Err(_) => return false,
@@ -797,23 +910,181 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         let queued = self.outbox.push_with(to, bytes_max, |buf| {
             let mut w = AppendWriter::begin(buf, head, prev_index, prev_term, commit)?;
             if next <= last {
-                let _ = log.visit(next, last + 1, bytes_max, &mut |e| {
+                let read = log.visit(next, last + 1, bytes_max, &mut |e| {
                     let ok = w.push(&e);
                     if ok {
                         sent_last = e.index;
                     }
                     ok
                 });
+                if read.is_err() {
+                    return None; // compacted meanwhile: handled below as a snapshot case
+                }
             }
             carried = w.count();
             Some(w.finish())
         });
         if !queued {
-            self.stats.outbox_dropped += 1;
+            if next < self.log.first_index() {
+                let meta = self.log.storage.snapshot_meta();
+                self.progress[pos].become_snapshot(meta.index, meta.term);
+                self.send_snapshot_chunk(to);
+            } else {
+                self.stats.outbox_dropped += 1;
+            }
             return false;
         }
         self.progress[pos].sent(sent_last, carried > 0);
         carried > 0
+    }
+
+    /// Sends the next chunk of the current snapshot to `to` (in snapshot state), one chunk in
+    /// flight at a time. If the snapshot changed since the transfer began (a newer compaction),
+    /// the transfer starts over with the new one.
+    fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let Some(pos) = self.progress.iter().position(|p| p.id == to) else {
+            return;
+        };
+        let ProgressState::Snapshot { index } = self.progress[pos].state else {
+            return;
+        };
+        if self.progress[pos].probe_sent {
+            return;
+        }
+        let storage = &self.log.storage;
+        let meta = storage.snapshot_meta();
+        let total = storage.snapshot_len();
+        if (meta.index, meta.term) != (index, self.progress[pos].snapshot_term) {
+            self.progress[pos].become_snapshot(meta.index, meta.term);
+        }
+        let offset = self.progress[pos].snapshot_offset.min(total);
+        let len = (total - offset).min(self.cfg.effective_snapshot_chunk_bytes() as u64) as usize;
+        let head = (self.cfg.id, to, self.term);
+        let queued = self
+            .outbox
+            .push_with(to, self.cfg.message_bytes_max, |buf| {
+                encode_snapshot_chunk(buf, head, &meta, total, offset, len, |dst| {
+                    storage.read_snapshot(offset, dst).unwrap_or(0)
+                })
+            });
+        if queued {
+            self.progress[pos].probe_sent = true;
+        } else {
+            self.stats.outbox_dropped += 1;
+        }
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        term: Term,
+        next_offset: u64,
+        done: bool,
+    ) {
+        let Some(pr) = self.progress_mut(from) else {
+            return;
+        };
+        pr.recent_active = true;
+        let ProgressState::Snapshot { index: sending } = pr.state else {
+            return;
+        };
+        if (sending, pr.snapshot_term) != (index, term) {
+            return; // about a snapshot we no longer send
+        }
+        pr.probe_sent = false;
+        if done {
+            pr.maybe_update(index);
+            pr.become_probe();
+            self.send_append(from, true);
+        } else {
+            pr.snapshot_offset = next_offset;
+            self.send_snapshot_chunk(from);
+        }
+    }
+
+    /// Follower: one chunk of the leader's snapshot (§7). Chunks must arrive in order; the
+    /// answer tells the leader where to continue. The last chunk installs the snapshot.
+    fn handle_snapshot_chunk(&mut self, m: &Message<'_>) -> Result<(), Error<S::Error>> {
+        let Body::Snapshot {
+            ref meta,
+            total_len,
+            offset,
+            data,
+        } = m.body
+        else {
+            return Ok(());
+        };
+        let committed = self.log.committed;
+        if meta.index <= committed {
+            // We already have everything it covers (stale or duplicate).
+            self.send_append_response(m.from, true, committed, 0, 0);
+            return Ok(());
+        }
+        if self.log.matches(meta.index, meta.term) {
+            // Our log already holds the snapshot's last entry, so it holds everything before
+            // it too (log matching): no need for the data.
+            self.log.commit_to(meta.index);
+            self.send_append_response(m.from, true, meta.index, 0, 0);
+            return Ok(());
+        }
+        let id = (meta.index, meta.term);
+        if offset == 0 {
+            self.log
+                .storage
+                .begin_snapshot(meta)
+                .map_err(Error::Storage)?;
+            self.incoming = Some((id.0, id.1, 0));
+        }
+        let expected = match self.incoming {
+            Some((i, t, next)) if (i, t) == id => next,
+            _ => 0,
+        };
+        if offset != expected || self.incoming.is_none() {
+            let body = Body::SnapshotResponse {
+                index: id.0,
+                term: id.1,
+                next_offset: expected,
+                done: false,
+            };
+            self.send(m.from, body);
+            return Ok(());
+        }
+        if let Err(e) = self.log.storage.write_snapshot(data) {
+            // Start over from scratch next time (e.g. the snapshot does not fit our storage).
+            self.incoming = None;
+            return Err(Error::Storage(e));
+        }
+        let next = expected + data.len() as u64;
+        self.incoming = Some((id.0, id.1, next));
+        let done = next == total_len;
+        if done {
+            self.incoming = None;
+            self.log.storage.finish_snapshot().map_err(Error::Storage)?;
+            self.log.installed_snapshot(meta.index);
+            self.membership = meta.membership.clone();
+            self.pending_restore = Some(meta.clone());
+        }
+        let body = Body::SnapshotResponse {
+            index: id.0,
+            term: id.1,
+            next_offset: next,
+            done,
+        };
+        self.send(m.from, body);
+        Ok(())
+    }
+
+    /// Local compaction: `meta` describes a snapshot the caller is about to write at the
+    /// applied index.
+    pub(crate) fn snapshot_meta_at_applied(&self) -> Option<SnapshotMeta> {
+        let index = self.log.applied;
+        let term = self.log.term(index).ok()?;
+        Some(SnapshotMeta {
+            index,
+            term,
+            membership: self.membership.clone(),
+        })
     }
 
     fn broadcast_heartbeat(&mut self) {

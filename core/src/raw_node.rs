@@ -20,12 +20,16 @@
 
 use crate::config::Config;
 use crate::error::{Error, ProposeError};
-use crate::limits::{OUTBOX_BYTES_DEFAULT, UNSTABLE_BYTES_DEFAULT};
+use crate::limits::{OUTBOX_BYTES_DEFAULT, RESTORE_CHUNK_BYTES, UNSTABLE_BYTES_DEFAULT};
 use crate::message::Message;
 use crate::progress::Progress;
-use crate::raft::{Raft, ReadError, ReadState, Stats};
+use crate::raft::{Raft, ReadError, ReadState, Stats, TransferError};
+use crate::state_machine::{SnapshotError, StateMachine};
 use crate::storage::Storage;
-use crate::types::{Entry, HardState, Index, Membership, NodeId, Role, SoftState, Term};
+use crate::storage::StorageError;
+use crate::types::{
+    Entry, HardState, Index, Membership, NodeId, Role, SnapshotMeta, SoftState, Term,
+};
 
 /// What a ready round has to do, taken by [`RawNode::ready`].
 #[derive(Debug, PartialEq, Eq)]
@@ -51,12 +55,19 @@ pub struct Persisted {
     apply_from: Index,
     apply_to: Index,
     reads: usize,
+    snapshot: Option<SnapshotMeta>,
 }
 
 impl Persisted {
     /// Indexes of the committed entries to apply this round (empty if `start > end`).
     pub fn committed_range(&self) -> core::ops::RangeInclusive<Index> {
         self.apply_from..=self.apply_to
+    }
+
+    /// The snapshot the state machine must be restored from this round, if any (see
+    /// [`RawNode::restore_snapshot`]).
+    pub fn snapshot(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
     }
 }
 
@@ -83,7 +94,13 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
 {
     /// Starts a node from what `storage` holds (a new cluster if it holds nothing).
     pub fn new(config: Config, storage: S) -> Result<Self, Error<S::Error>> {
-        let raft = Raft::new(config, storage)?;
+        let mut raft = Raft::new(config, storage)?;
+        // A state machine lives in memory: after a restart it must first be restored from the
+        // snapshot the storage holds, if any.
+        let meta = raft.log.storage.snapshot_meta();
+        if meta.index > 0 {
+            raft.pending_restore = Some(meta);
+        }
         let persisted_hard_state = raft.hard_state();
         let last_soft_state = raft.soft_state();
         let node = Self {
@@ -138,6 +155,19 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         self.raft.read_index(request)
     }
 
+    /// Hands leadership to `target` (dissertation §3.10); see [`TransferError`]. Proposals are
+    /// refused with `Transferring` until the target takes over or an election timeout passes.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
+        let r = self.raft.transfer_leader(target);
+        debug_assert!(self.raft.invariants_hold());
+        r
+    }
+
+    /// The voter leadership is being handed to, if a transfer is under way.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.raft.transfer_target
+    }
+
     /// Campaigns now, as if the election timeout had elapsed (tests and operator tools).
     pub fn campaign(&mut self) {
         self.raft.start_campaign();
@@ -157,6 +187,7 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
             || r.log.committed > r.log.applied
             || !r.read_states.is_empty()
             || r.has_pending_broadcast()
+            || r.pending_restore.is_some()
     }
 
     /// The hard state a round may write: the current one, with the commit index capped at
@@ -209,17 +240,85 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         log.mark_persisted();
         self.persisted_hard_state = hs;
         self.raft.on_persisted();
+        // An installed snapshot replaces everything up to its index: apply after it.
+        let snapshot = self.raft.pending_restore.take();
         let log = &self.raft.log;
+        let applied = snapshot
+            .as_ref()
+            .map_or(log.applied, |m| m.index.max(log.applied));
         let apply_to = log
             .committed
             .min(log.persisted_index())
-            .min(log.applied + self.raft.cfg.apply_entries_max);
+            .min(applied + self.raft.cfg.apply_entries_max);
         Ok(Persisted {
             messages: ready.messages,
-            apply_from: log.applied + 1,
+            apply_from: applied + 1,
             apply_to,
             reads: self.raft.read_states.len(),
+            snapshot,
         })
+    }
+
+    /// If this round installed a snapshot (received from the leader, or found in storage at
+    /// start), restores `state_machine` from it — before [`RawNode::committed_entries`], which
+    /// continue right after it. Reads the snapshot in [`RESTORE_CHUNK_BYTES`] pieces.
+    pub fn restore_snapshot<M: StateMachine>(
+        &self,
+        p: &Persisted,
+        state_machine: &mut M,
+    ) -> Result<(), SnapshotError> {
+        let Some(meta) = &p.snapshot else {
+            return Ok(());
+        };
+        let storage = &self.raft.log.storage;
+        state_machine.restore_begin()?;
+        let mut buf = [0u8; RESTORE_CHUNK_BYTES];
+        let mut offset = 0u64;
+        loop {
+            let n = storage
+                .read_snapshot(offset, &mut buf)
+                .map_err(|e| SnapshotError::Storage(e.kind()))?;
+            if n == 0 {
+                break;
+            }
+            state_machine.restore_chunk(&buf[..n])?;
+            offset += n as u64;
+        }
+        if offset != storage.snapshot_len() {
+            return Err(SnapshotError::Invalid(
+                "snapshot shorter than its recorded length",
+            ));
+        }
+        state_machine.restore_end(meta)
+    }
+
+    /// True when the compaction policy (`Config::compact_after`) says to take a snapshot.
+    pub fn wants_snapshot(&self) -> bool {
+        let every = self.raft.cfg.compact_after;
+        let log = &self.raft.log;
+        every > 0 && log.applied.saturating_sub(log.first_index() - 1) >= every
+    }
+
+    /// Snapshots `state_machine` (which must have applied exactly up to [`RawNode::applied`])
+    /// into storage and discards the log it covers. The state machine writes its state in
+    /// pieces straight into the storage: no buffer here.
+    pub fn take_snapshot<M: StateMachine>(
+        &mut self,
+        state_machine: &M,
+    ) -> Result<(), SnapshotError> {
+        let Some(meta) = self.raft.snapshot_meta_at_applied() else {
+            return Ok(());
+        };
+        if meta.index < self.raft.log.first_index() {
+            return Ok(()); // nothing new since the last snapshot
+        }
+        let storage = &mut self.raft.log.storage;
+        let kind = |e: S::Error| SnapshotError::Storage(e.kind());
+        storage.begin_snapshot(&meta).map_err(kind)?;
+        state_machine.write_snapshot(&mut |piece| storage.write_snapshot(piece).map_err(kind))?;
+        storage.finish_snapshot().map_err(kind)?;
+        debug_assert!(self.raft.invariants_hold());
+        Ok(())
     }
 
     /// The round's messages, as `(destination, encoded bytes)`, for the transport.
@@ -254,6 +353,9 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
     /// Ends the round: its messages count as sent, its entries as applied, its reads as served.
     pub fn advance(&mut self, p: Persisted) {
         self.raft.outbox.drain_front(p.messages);
+        if let Some(meta) = &p.snapshot {
+            self.raft.log.applied = self.raft.log.applied.max(meta.index);
+        }
         if p.apply_to >= p.apply_from {
             self.raft.log.applied = p.apply_to;
         }

@@ -17,6 +17,7 @@ const HEADER: usize = 13;
 pub struct RingFull;
 
 /// A bounded, contiguous run of log entries `first_index()..=last_index()`.
+#[derive(Clone)]
 pub struct EntryRing<const BYTES: usize, const ENTRIES: usize> {
     arena: [u8; BYTES],
     /// Byte offset of each entry's record; `starts[0]` is the entry `first`.

@@ -74,10 +74,28 @@ pub trait Storage {
     /// Makes every earlier `append` and `set_hard_state` durable (one fsync for all of them).
     fn sync(&mut self) -> Result<(), Self::Error>;
 
-    /// Metadata of the latest snapshot (index and term 0 if there is none).
+    /// Metadata of the current snapshot (index and term 0 if there is none).
     fn snapshot_meta(&self) -> SnapshotMeta;
 
-    /// Discards entries up to and including `index`, which must be applied and covered by a
-    /// snapshot the caller has taken. Frees their space.
-    fn compact(&mut self, index: Index, meta: &SnapshotMeta) -> Result<(), Self::Error>;
+    /// Length in bytes of the current snapshot's data (0 if there is none).
+    fn snapshot_len(&self) -> u64;
+
+    /// Reads the current snapshot's data from `offset` into `buf`; returns the bytes read
+    /// (0 at or past the end). RAM stays bounded by `buf`: nothing else is buffered.
+    fn read_snapshot(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error>;
+
+    /// Starts writing a new snapshot described by `meta`: from the local state machine
+    /// (compaction) or as received from the leader. An unfinished earlier one is discarded;
+    /// the current snapshot stays current until [`Storage::finish_snapshot`].
+    fn begin_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), Self::Error>;
+
+    /// Appends `data` to the snapshot being written.
+    fn write_snapshot(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+
+    /// Makes the snapshot being written durable and current (it is durable when this returns,
+    /// no `sync` needed), then discards the log entries it covers: if the log holds the entry
+    /// at the snapshot's index with the snapshot's term, the entries after it are kept;
+    /// otherwise the whole log is discarded and the next entry appended is `index + 1`. The
+    /// previous snapshot's space is released only after the new one is durable.
+    fn finish_snapshot(&mut self) -> Result<(), Self::Error>;
 }

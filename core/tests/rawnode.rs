@@ -271,11 +271,13 @@ fn restarted_node_resumes_after_its_snapshot() {
         commit: 3,
     })
     .unwrap();
-    st.reset_to_snapshot(&SnapshotMeta {
+    st.begin_snapshot(&SnapshotMeta {
         index: 2,
         term: 1,
         membership: Membership::from_voters(&[1, 2]).unwrap(),
-    });
+    })
+    .unwrap();
+    st.finish_snapshot().unwrap();
     st.append(tinyraft::Entry {
         term: 1,
         index: 3,
@@ -303,6 +305,8 @@ fn restarted_node_resumes_after_its_snapshot() {
         }
     );
     let p = n.persist(rd).unwrap();
+    // The state machine must first be restored from the snapshot it starts after.
+    assert_eq!(p.snapshot().map(|m| (m.index, m.term)), Some((2, 1)));
     let mut applied = Vec::new();
     n.committed_entries(&p, &mut |e| applied.push(OwnedEntry::from(e)))
         .unwrap();

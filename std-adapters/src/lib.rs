@@ -2,7 +2,7 @@
 //! `no_std` core.
 //!
 //! - [`file_storage`]: a durable, segmented, CRC-framed log implementing `tinyraft::Storage`,
-//!   with group commit and crash recovery.
+//!   with group commit, streamed snapshot files and crash recovery.
 //! - [`udp`]: an authenticated UDP transport implementing `tinyraft::Transport`, plus the
 //!   client socket.
 //! - [`protocol`]: what clients and nodes say to each other inside UDP frames.

@@ -174,6 +174,8 @@ pub mod section {
     pub const SNAPSHOT_META: u8 = 2;
     /// An unfinished atomic replacement (`hard-state.tmp`).
     pub const TMP: u8 = 3;
+    /// A snapshot file (generations 1, 2, ... in order of appearance).
+    pub const SNAPSHOT: u8 = 4;
 }
 
 /// Splits `data` into sections of `[kind u8][length u16 LE][bytes]`.
@@ -181,7 +183,7 @@ pub fn sections(data: &[u8]) -> Vec<(u8, &[u8])> {
     let mut out = Vec::new();
     let mut rest = data;
     while rest.len() >= 3 {
-        let kind = rest[0] % 4;
+        let kind = rest[0] % 5;
         let len = usize::from(u16::from_le_bytes([rest[1], rest[2]]));
         let take = len.min(rest.len() - 3);
         out.push((kind, &rest[3..3 + take]));
@@ -206,6 +208,8 @@ pub fn pack_dir(dir: &Path) -> Vec<u8> {
             section::HARD_STATE
         } else if name == "snapshot-meta" {
             section::SNAPSHOT_META
+        } else if name.starts_with("snapshot-") && name.ends_with(".snap") {
+            section::SNAPSHOT
         } else {
             continue;
         };
@@ -249,8 +253,8 @@ fn entry_record(e: &Entry<'_>) -> Vec<u8> {
     rec
 }
 
-/// Arbitrary segment, hard-state and snapshot-meta bytes are written to a directory and
-/// opened with `FileStorage::open`.
+/// Arbitrary segment, hard-state, snapshot and (version 1) snapshot-meta bytes are written to
+/// a directory and opened with `FileStorage::open`.
 ///
 /// Checks: open returns Ok or an error, never panics; if it opens, every entry it yields is
 /// one whose exact record, with a valid CRC32C, is in one of the segments given; the commit
@@ -258,6 +262,7 @@ fn entry_record(e: &Entry<'_>) -> Vec<u8> {
 pub fn file_storage_open(data: &[u8]) {
     let dir = scratch_dir();
     let mut segments: Vec<&[u8]> = Vec::new();
+    let mut snapshots = 0;
     for (kind, bytes) in sections(data) {
         let name = match kind {
             section::SEGMENT => {
@@ -266,6 +271,10 @@ pub fn file_storage_open(data: &[u8]) {
             }
             section::HARD_STATE => "hard-state".to_string(),
             section::SNAPSHOT_META => "snapshot-meta".to_string(),
+            section::SNAPSHOT => {
+                snapshots += 1;
+                format!("snapshot-{snapshots:020}.snap")
+            }
             _ => "hard-state.tmp".to_string(),
         };
         std::fs::write(dir.path().join(name), bytes).expect("write input file");
@@ -476,8 +485,15 @@ pub fn file_storage_open_seeds() -> Vec<Vec<u8>> {
             s.sync().expect("sync");
         }
         if variant % 5 == 3 && s.last_index() >= 2 {
-            let meta = s.snapshot_meta();
-            s.compact(1, &meta).expect("compact");
+            let meta = tinyraft::SnapshotMeta {
+                index: 1,
+                term: s.term(1).expect("term of entry 1"),
+                membership: tinyraft::Membership::from_voters(&[1, 2, 3]).expect("voters"),
+            };
+            s.begin_snapshot(&meta).expect("begin snapshot");
+            s.write_snapshot(b"state machine bytes")
+                .expect("write snapshot");
+            s.finish_snapshot().expect("finish snapshot");
         }
         drop(s);
         let mut packed = pack_dir(&path);

@@ -369,12 +369,40 @@ impl<S: Storage, const BYTES: usize, const ENTRIES: usize> Storage
         self.inner.snapshot_meta()
     }
 
-    fn compact(&mut self, index: Index, meta: &SnapshotMeta) -> Result<(), Self::Error> {
-        self.alive()?;
-        // Compaction covers applied, hence committed and synced, entries: they are on disk.
+    fn snapshot_len(&self) -> u64 {
+        self.inner.snapshot_len()
+    }
+
+    fn read_snapshot(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error> {
         self.inner
-            .compact(index, meta)
+            .read_snapshot(offset, buf)
             .map_err(FaultyStorageError::Inner)
+    }
+
+    fn begin_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), Self::Error> {
+        self.alive()?;
+        self.inner
+            .begin_snapshot(meta)
+            .map_err(FaultyStorageError::Inner)
+    }
+
+    fn write_snapshot(&mut self, data: &[u8]) -> Result<(), Self::Error> {
+        self.alive()?;
+        self.inner
+            .write_snapshot(data)
+            .map_err(FaultyStorageError::Inner)
+    }
+
+    /// Durable when it returns, as the contract says. Un-synced entries are written back
+    /// first, so the wrapped storage decides which of them the snapshot keeps.
+    fn finish_snapshot(&mut self) -> Result<(), Self::Error> {
+        self.alive()?;
+        self.write_back().map_err(FaultyStorageError::Inner)?;
+        self.inner
+            .finish_snapshot()
+            .map_err(FaultyStorageError::Inner)?;
+        self.journal.reset(self.inner.last_index() + 1);
+        Ok(())
     }
 }
 

@@ -57,6 +57,9 @@ pub trait KvMap {
     /// Most keys the map can hold.
     fn keys_max(&self) -> usize;
 
+    /// Removes every pair (a snapshot is about to replace them).
+    fn clear(&mut self);
+
     /// The pairs whose key is at or after `from`: in ascending order if [`KvMap::SORTED`],
     /// otherwise possibly all pairs in any order.
     fn iter_from<'a>(&'a self, from: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a;
@@ -172,6 +175,11 @@ impl<const KEYS: usize, const BYTES: usize> ArenaMap<KEYS, BYTES> {
 impl<const KEYS: usize, const BYTES: usize> KvMap for ArenaMap<KEYS, BYTES> {
     const SORTED: bool = true;
 
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.used = 0;
+    }
+
     fn get(&self, key: &[u8]) -> Option<&[u8]> {
         let i = self.find(key).ok()?;
         Some(self.value_of(&self.slots[i]))
@@ -282,6 +290,11 @@ mod hash {
 
     impl KvMap for HashKvMap {
         const SORTED: bool = false;
+
+        fn clear(&mut self) {
+            // Keeps the table's capacity: it stays allocated up front.
+            self.map.clear();
+        }
 
         fn get(&self, key: &[u8]) -> Option<&[u8]> {
             self.map.get(key).map(|v| &**v)

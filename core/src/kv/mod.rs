@@ -51,6 +51,7 @@
 pub mod command;
 pub mod map;
 pub mod session;
+mod snapshot;
 pub mod store;
 
 #[cfg(test)]

@@ -230,6 +230,24 @@ impl<const N: usize> SessionTable<N> {
         evicted
     }
 
+    /// Empties the table (a snapshot is about to replace it).
+    pub(crate) fn clear(&mut self) {
+        self.sessions.clear();
+    }
+
+    /// Adds a session read from a snapshot. Sessions must come in ascending client id order,
+    /// as [`SessionTable::iter`] writes them; anything else (or a full table) is refused.
+    pub(crate) fn push_restored(&mut self, s: Session) -> Result<(), ()> {
+        let ascending = self
+            .sessions
+            .last()
+            .is_none_or(|l| l.client_id < s.client_id);
+        if !ascending || s.client_id == 0 || s.last_seq == 0 {
+            return Err(());
+        }
+        self.sessions.push(s).map_err(|_| ())
+    }
+
     fn invariants_hold(&self) -> bool {
         self.sessions
             .windows(2)

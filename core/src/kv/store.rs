@@ -5,9 +5,10 @@ use heapless::Vec;
 use super::command::{Command, Request, Response, ScanPage, Value};
 use super::map::{KvMap, MapFull};
 use super::session::{Admit, Outcome, SessionTable};
+use super::snapshot::{emit, Reassembler, Record, VERSION};
 use super::{KvError, SCAN_PAIRS_MAX};
-use crate::state_machine::StateMachine;
-use crate::types::{Entry, Index};
+use crate::state_machine::{SnapshotError, StateMachine};
+use crate::types::{Entry, Index, SnapshotMeta};
 
 /// The replicated key-value state machine: a map `M` plus a table of at most `SESSIONS` client
 /// sessions.
@@ -29,8 +30,21 @@ use crate::types::{Entry, Index};
 pub struct KvStore<M, const SESSIONS: usize> {
     map: M,
     sessions: SessionTable<SESSIONS>,
-    /// Index of the last entry applied (0 before any). Invariant: only grows.
+    /// Index of the last entry applied (0 before any). Invariant: only grows, except when a
+    /// snapshot replaces the whole state.
     applied: Index,
+    /// A restore from a snapshot in progress.
+    restore: Option<Restore>,
+}
+
+/// Progress of a restore: the partial record and what the stream has said so far.
+#[derive(Clone, Debug, Default)]
+struct Restore {
+    records: Reassembler,
+    header: Option<Index>,
+    pairs: u64,
+    sessions: u64,
+    ended: bool,
 }
 
 impl<M: KvMap + Default, const SESSIONS: usize> Default for KvStore<M, SESSIONS> {
@@ -47,6 +61,7 @@ impl<M: KvMap, const SESSIONS: usize> KvStore<M, SESSIONS> {
             map,
             sessions: SessionTable::new(),
             applied: 0,
+            restore: None,
         }
     }
 
@@ -258,5 +273,104 @@ impl<M: KvMap, const SESSIONS: usize> StateMachine for KvStore<M, SESSIONS> {
 
     fn apply(&mut self, entry: &Entry<'_>) -> Response {
         self.apply_entry(entry.index, entry.data)
+    }
+
+    fn write_snapshot(
+        &self,
+        out: &mut dyn FnMut(&[u8]) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
+        let header = Record::Header {
+            version: VERSION,
+            applied: self.applied,
+        };
+        emit(&header, out)?;
+        let mut pairs = 0u64;
+        // Every pair, in whatever order the map keeps them: restoring inserts them one by one,
+        // so order does not matter.
+        for (key, value) in self.map.iter_from(&[]) {
+            emit(&Record::Pair { key, value }, out)?;
+            pairs += 1;
+        }
+        let mut sessions = 0u64;
+        for s in self.sessions.iter() {
+            emit(&Record::Session(*s), out)?;
+            sessions += 1;
+        }
+        emit(&Record::End { pairs, sessions }, out)
+    }
+
+    fn restore_begin(&mut self) -> Result<(), SnapshotError> {
+        self.map.clear();
+        self.sessions.clear();
+        self.applied = 0;
+        self.restore = Some(Restore::default());
+        Ok(())
+    }
+
+    fn restore_chunk(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+        let Some(r) = self.restore.as_mut() else {
+            return Err(SnapshotError::Invalid(
+                "restore_chunk without restore_begin",
+            ));
+        };
+        let (map, sessions) = (&mut self.map, &mut self.sessions);
+        let Restore {
+            records,
+            header,
+            pairs,
+            sessions: session_count,
+            ended,
+        } = r;
+        records.feed(data, &mut |record| {
+            if *ended {
+                return Err(SnapshotError::Invalid("data after the end record"));
+            }
+            match record {
+                Record::Header { version, applied } => {
+                    if version != VERSION || header.is_some() {
+                        return Err(SnapshotError::Invalid("bad or repeated header"));
+                    }
+                    *header = Some(applied);
+                }
+                _ if header.is_none() => return Err(SnapshotError::Invalid("no header first")),
+                Record::Pair { key, value } => {
+                    map.insert(key, value).map_err(|_| SnapshotError::Full)?;
+                    *pairs += 1;
+                }
+                Record::Session(s) => {
+                    sessions.push_restored(s).map_err(|()| {
+                        SnapshotError::Invalid("session out of order or table full")
+                    })?;
+                    *session_count += 1;
+                }
+                Record::End {
+                    pairs: p,
+                    sessions: n,
+                } => {
+                    if (p, n) != (*pairs, *session_count) {
+                        return Err(SnapshotError::Invalid("counts do not match the records"));
+                    }
+                    *ended = true;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn restore_end(&mut self, meta: &SnapshotMeta) -> Result<(), SnapshotError> {
+        let r = self
+            .restore
+            .take()
+            .ok_or(SnapshotError::Invalid("restore_end without restore_begin"))?;
+        if !r.ended || !r.records.is_empty() {
+            return Err(SnapshotError::Invalid("snapshot stream is truncated"));
+        }
+        if r.header != Some(meta.index) {
+            return Err(SnapshotError::Invalid(
+                "snapshot taken at another index than its metadata",
+            ));
+        }
+        self.applied = meta.index;
+        Ok(())
     }
 }

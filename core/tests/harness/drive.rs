@@ -55,7 +55,8 @@ pub fn append_ok(from: NodeId, to: NodeId, term: Term, index: Index) -> Vec<u8> 
     ))
 }
 
-/// A heartbeat response echoing `context`.
+/// A heartbeat response echoing `context`, from a follower whose log is at least as long as
+/// anything the leader sent it (a shorter one would tell the leader it lost its storage).
 pub fn heartbeat_resp(from: NodeId, to: NodeId, term: Term, context: u64) -> Vec<u8> {
     encode(&msg(
         from,
@@ -63,7 +64,7 @@ pub fn heartbeat_resp(from: NodeId, to: NodeId, term: Term, context: u64) -> Vec
         term,
         Body::HeartbeatResponse {
             context,
-            last_index: 0,
+            last_index: Index::MAX,
         },
     ))
 }

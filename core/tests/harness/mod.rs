@@ -5,9 +5,10 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use tinyraft::kv::{ArenaMap, KvStore};
 use tinyraft::{
     Body, Config, Entry, EntryKind, HardState, Index, MemStorage, Membership, Message, NodeId,
-    RawNode, ReadState, Role, Storage, Term,
+    RawNode, ReadState, Role, StateMachine, Storage, Term,
 };
 
 mod drive;
@@ -15,7 +16,9 @@ mod drive;
 #[allow(unused_imports)]
 pub use drive::*;
 
-pub type TestStorage = MemStorage<{ 128 * 1024 }, 4096>;
+pub type TestStorage = MemStorage<{ 128 * 1024 }, 4096, { 32 * 1024 }>;
+/// The state machine every network node applies to (the real KV store, no allocator).
+pub type TestKv = KvStore<ArenaMap<256, { 16 * 1024 }>, 16>;
 pub type TestNode = RawNode<TestStorage, { 32 * 1024 }, { 32 * 1024 }>;
 
 /// An encoded message captured from a node's ready round.
@@ -125,6 +128,40 @@ pub fn round(n: &mut TestNode) -> Round {
     out
 }
 
+/// Like [`round`], with a state machine: restores it from an installed snapshot, applies the
+/// committed entries to it, and takes a snapshot when the compaction policy asks.
+pub fn round_sm(n: &mut TestNode, sm: &mut TestKv) -> Round {
+    let mut out = Round::default();
+    if !n.has_ready() {
+        return out;
+    }
+    let rd = n.ready();
+    out.hard_state = rd.hard_state;
+    out.entries = rd.entries;
+    let p = n.persist(rd).expect("MemStorage persist");
+    n.restore_snapshot(&p, sm).expect("restore from snapshot");
+    out.messages = n
+        .messages(&p)
+        .map(|(to, b)| Sent {
+            to,
+            bytes: b.to_vec(),
+        })
+        .collect();
+    n.committed_entries(&p, &mut |e| {
+        if e.kind == EntryKind::Normal && !e.is_noop() {
+            sm.apply(&e);
+        }
+        out.committed.push(e.into())
+    })
+    .unwrap();
+    out.reads = n.read_states(&p).to_vec();
+    n.advance(p);
+    if n.wants_snapshot() {
+        n.take_snapshot(sm).expect("take snapshot");
+    }
+    out
+}
+
 /// Runs ready rounds until there is nothing left; returns all messages.
 pub fn drain(n: &mut TestNode) -> Vec<Sent> {
     let mut all = Vec::new();
@@ -211,6 +248,8 @@ pub struct Network {
     pub delivered: u64,
     /// Called on every message before delivery; returning false drops it.
     pub filter: Option<Filter>,
+    /// Each node's KV state machine (`sms[id - 1]`).
+    pub sms: Vec<Box<TestKv>>,
 }
 
 impl Network {
@@ -241,6 +280,9 @@ impl Network {
             rng: 0x1234_5678,
             delivered: 0,
             filter: None,
+            sms: (0..n)
+                .map(|_| Box::new(TestKv::new(ArenaMap::new())))
+                .collect(),
         }
     }
 
@@ -257,6 +299,9 @@ impl Network {
             rng: 0x1234_5678,
             delivered: 0,
             filter: None,
+            sms: (0..n)
+                .map(|_| Box::new(TestKv::new(ArenaMap::new())))
+                .collect(),
         }
     }
 
@@ -363,7 +408,7 @@ impl Network {
                 if let Some(n) = self.nodes[id as usize - 1].as_mut() {
                     if n.has_ready() {
                         any = true;
-                        for m in round(n).messages {
+                        for m in round_sm(n, &mut self.sms[id as usize - 1]).messages {
                             queue.push_back((id, m));
                         }
                     }
@@ -441,6 +486,9 @@ impl Network {
         let s = self.stopped[id as usize - 1].take().expect("node is down");
         let cfg = self.configs[id as usize - 1].clone();
         self.nodes[id as usize - 1] = Some(TestNode::new(cfg, s).unwrap());
+        // The state machine lived in memory: it restarts empty and is rebuilt from the
+        // snapshot and the log.
+        *self.sms[id as usize - 1] = TestKv::new(ArenaMap::new());
     }
 
     pub fn membership(&self) -> Membership {
@@ -448,20 +496,8 @@ impl Network {
     }
 }
 
-/// Takes the storage out of a node (a crash: unstable state is lost).
+/// Takes the storage out of a node (a crash: unstable state is lost; everything `persist`
+/// wrote was synced).
 pub fn into_storage(n: TestNode) -> TestStorage {
-    let mut s = TestStorage::new();
-    let st = n.storage();
-    let _ = st.entries(
-        st.first_index(),
-        st.last_index() + 1,
-        usize::MAX,
-        &mut |e| {
-            s.append(e).unwrap();
-            true
-        },
-    );
-    s.set_hard_state(&st.initial_state().unwrap().hard_state)
-        .unwrap();
-    s
+    n.storage().clone()
 }

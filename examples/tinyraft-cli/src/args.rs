@@ -159,6 +159,13 @@ pub(crate) struct NodeArgs {
     /// Most keys the store holds (memory is reserved up front).
     #[arg(long, default_value_t = 200_000)]
     pub(crate) max_keys: usize,
+    /// Snapshot the state machine and compact the log every N applied entries (0: never).
+    /// The log then holds at most about 2 × N entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) compact_after: u64,
+    /// Roll the log to a new segment file at this size; compaction deletes whole segments.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub(crate) segment_bytes: u64,
 }
 
 #[derive(Args, Debug, Clone)]

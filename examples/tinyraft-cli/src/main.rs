@@ -188,6 +188,8 @@ fn run_node(a: args::NodeArgs) -> ExitCode {
     opts.heartbeat_ticks = a.heartbeat_ticks;
     opts.lease_reads = a.lease_reads;
     opts.keys_max = a.max_keys;
+    opts.compact_after = a.compact_after;
+    opts.segment_bytes = a.segment_bytes;
     let runtime = match NodeRuntime::open(opts) {
         Ok(r) => r,
         Err(e) => {

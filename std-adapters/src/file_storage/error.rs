@@ -23,17 +23,18 @@ pub enum FileStorageError {
         source: io::Error,
     },
     /// The device is out of space. Nothing was made durable by the failed call and the storage
-    /// is still usable: freeing space (for example with [`tinyraft::Storage::compact`]) and
-    /// calling `sync` again retries. Kind [`StorageErrorKind::Full`].
+    /// is still usable: freeing space (for example by finishing a snapshot, see
+    /// [`tinyraft::Storage::finish_snapshot`]) and calling `sync` again retries. A snapshot
+    /// being written when its write fails this way is abandoned: begin it again. Kind [`StorageErrorKind::Full`].
     Full {
         /// The file being written.
         path: PathBuf,
         /// The error the OS reported.
         source: io::Error,
     },
-    /// Stored data failed an integrity check (CRC, framing, sequence). The storage refuses to
-    /// guess: data that was acknowledged as durable may be damaged. Kind
-    /// [`StorageErrorKind::Corrupt`].
+    /// Stored data failed an integrity check (CRC, framing, sequence, or a snapshot that does
+    /// not match its own length or checksum). The storage refuses to guess: data that was
+    /// acknowledged as durable may be damaged. Kind [`StorageErrorKind::Corrupt`].
     Corrupt {
         /// The damaged file.
         path: PathBuf,
@@ -72,6 +73,10 @@ pub enum FileStorageError {
     },
     /// A [`super::FileStorageOptions`] value is out of range. Kind [`StorageErrorKind::Io`].
     InvalidOptions(&'static str),
+    /// `write_snapshot` or `finish_snapshot` without a snapshot being written: none was begun,
+    /// it was finished already, or a failed write abandoned it. Kind
+    /// [`StorageErrorKind::Unavailable`], as in [`tinyraft::MemStorage`].
+    NoSnapshotBegun,
 }
 
 impl FileStorageError {
@@ -92,6 +97,23 @@ impl FileStorageError {
             path: path.into(),
             offset,
             reason: reason.into(),
+        }
+    }
+
+    /// Adds `more` to the reason of a [`FileStorageError::Corrupt`]; other errors are returned
+    /// as they are.
+    pub(crate) fn explain(self, more: impl std::fmt::Display) -> Self {
+        match self {
+            Self::Corrupt {
+                path,
+                offset,
+                reason,
+            } => Self::Corrupt {
+                path,
+                offset,
+                reason: format!("{reason}; {more}"),
+            },
+            other => other,
         }
     }
 
@@ -118,7 +140,7 @@ impl StorageError for FileStorageError {
             Self::Full { .. } => StorageErrorKind::Full,
             Self::Corrupt { .. } => StorageErrorKind::Corrupt,
             Self::Compacted { .. } => StorageErrorKind::Compacted,
-            Self::Unavailable { .. } => StorageErrorKind::Unavailable,
+            Self::Unavailable { .. } | Self::NoSnapshotBegun => StorageErrorKind::Unavailable,
         }
     }
 }
@@ -138,7 +160,7 @@ impl fmt::Display for FileStorageError {
                 reason,
             } => write!(
                 f,
-                "corrupt raft log: {} at byte offset {offset}: {reason}",
+                "corrupt raft storage: {} at byte offset {offset}: {reason}",
                 path.display()
             ),
             Self::Compacted { index, first_index } => write!(
@@ -160,6 +182,10 @@ impl fmt::Display for FileStorageError {
                  {cause}"
             ),
             Self::InvalidOptions(why) => write!(f, "invalid file storage options: {why}"),
+            Self::NoSnapshotBegun => write!(
+                f,
+                "no snapshot is being written (begin_snapshot first; a failed write abandons it)"
+            ),
         }
     }
 }

@@ -28,6 +28,8 @@ struct Inner {
     write_failures_full: AtomicU64,
     /// `bytes + 1` of the next segment write to keep before "crashing"; 0 when not armed.
     crash_write_after: AtomicU64,
+    snapshot_sync_failures: AtomicU64,
+    snapshot_write_failures_full: AtomicU64,
 }
 
 fn take(counter: &AtomicU64) -> bool {
@@ -57,7 +59,7 @@ impl FaultInjector {
         self.inner.log_sync_failures.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The next fsync of the hard-state or snapshot-meta file, or of the directory, fails.
+    /// The next fsync of the hard-state file or of the directory fails.
     pub fn fail_next_meta_sync(&self) {
         self.inner.meta_sync_failures.fetch_add(1, Ordering::SeqCst);
     }
@@ -81,6 +83,35 @@ impl FaultInjector {
         self.inner
             .crash_write_after
             .store(bytes as u64 + 1, Ordering::SeqCst);
+    }
+
+    /// The next fdatasync of a snapshot file being finished reports an I/O error.
+    pub fn fail_next_snapshot_sync(&self) {
+        self.inner
+            .snapshot_sync_failures
+            .fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The next write of snapshot data (or of a snapshot header or trailer) fails as if the
+    /// disk were full, before writing anything.
+    pub fn fill_disk_on_next_snapshot_write(&self) {
+        self.inner
+            .snapshot_write_failures_full
+            .fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_snapshot_sync_failure(&self) -> Option<io::Error> {
+        take(&self.inner.snapshot_sync_failures)
+            .then(|| io::Error::other("injected snapshot fdatasync failure"))
+    }
+
+    pub(crate) fn take_snapshot_write_failure(&self) -> Option<io::Error> {
+        take(&self.inner.snapshot_write_failures_full).then(|| {
+            io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected out of space writing a snapshot",
+            )
+        })
     }
 
     pub(crate) fn take_log_sync_failure(&self) -> Option<io::Error> {

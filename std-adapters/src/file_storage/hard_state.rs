@@ -1,9 +1,10 @@
-//! The two small files replaced atomically: `hard-state` (term, vote, commit) and
-//! `snapshot-meta` (what the log was compacted to, and which segments are still needed).
+//! The small file replaced atomically, `hard-state` (term, vote, commit), and the reader of
+//! format 1's `snapshot-meta` (what the log was compacted to, and which segments were still
+//! needed), which [`super::FileStorage::open`] converts into a snapshot file.
 //!
-//! Both are written as `NAME.tmp`, fsynced, renamed over `NAME`, and the directory fsynced: at
-//! every instant `NAME` holds either the old or the new contents, never a mix. A leftover
-//! `NAME.tmp` is a write that never completed; [`super::FileStorage::open`] deletes it unread.
+//! `hard-state` is written as `hard-state.tmp`, fsynced, renamed over `hard-state`, and the
+//! directory fsynced: at every instant it holds either the old or the new contents, never a
+//! mix. A leftover `NAME.tmp` is a write that never completed; open deletes it unread.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -17,7 +18,7 @@ use super::fault::FaultInjector;
 
 /// File name of the hard state.
 pub(crate) const HARD_STATE_FILE: &str = "hard-state";
-/// File name of the snapshot metadata.
+/// File name of format 1's snapshot metadata, replaced by snapshot files in format 2.
 pub(crate) const SNAPSHOT_META_FILE: &str = "snapshot-meta";
 /// Suffix of a file being written before it is renamed into place.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
@@ -41,7 +42,7 @@ pub(crate) struct MetaFile {
     pub(crate) first_segment_seq: u64,
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
@@ -97,7 +98,7 @@ pub(crate) fn decode_hard_state(bytes: &[u8]) -> Result<HardState, &'static str>
     })
 }
 
-fn push_ids(b: &mut Vec<u8>, ids: &[NodeId]) {
+pub(crate) fn push_ids(b: &mut Vec<u8>, ids: &[NodeId]) {
     // At most VOTERS_MAX ids, so the count fits a byte.
     b.push(ids.len() as u8);
     for id in ids {
@@ -105,7 +106,7 @@ fn push_ids(b: &mut Vec<u8>, ids: &[NodeId]) {
     }
 }
 
-fn take_ids(c: &mut &[u8]) -> Result<heapless::Vec<NodeId, VOTERS_MAX>, &'static str> {
+pub(crate) fn take_ids(c: &mut &[u8]) -> Result<heapless::Vec<NodeId, VOTERS_MAX>, &'static str> {
     let (&n, rest) = c.split_first().ok_or("membership truncated")?;
     let n = n as usize;
     if n > VOTERS_MAX {
@@ -123,6 +124,8 @@ fn take_ids(c: &mut &[u8]) -> Result<heapless::Vec<NodeId, VOTERS_MAX>, &'static
     Ok(ids)
 }
 
+/// Format 1 is only read now; tests still write it to check the conversion.
+#[cfg(test)]
 pub(crate) fn encode_meta(m: &MetaFile) -> Vec<u8> {
     let mut b = Vec::with_capacity(64 + 16 * VOTERS_MAX);
     b.extend_from_slice(&SNAPSHOT_META_MAGIC);

@@ -79,6 +79,12 @@ pub struct NodeOptions {
     pub keys_max: usize,
     /// Serve reads from the leader lease (see `tinyraft::Config::lease_reads`).
     pub lease_reads: bool,
+    /// Snapshot the state machine and compact the log every this many applied entries
+    /// (0: never).
+    pub compact_after: u64,
+    /// Size at which the log rolls to a new segment file. Compaction deletes whole segments,
+    /// so the log on disk holds at most about this much beyond what `compact_after` keeps.
+    pub segment_bytes: u64,
 }
 
 impl NodeOptions {
@@ -100,6 +106,8 @@ impl NodeOptions {
             heartbeat_ticks: 2,
             keys_max: 200_000,
             lease_reads: false,
+            compact_after: 10_000,
+            segment_bytes: 4 << 20,
         }
     }
 }
@@ -109,6 +117,8 @@ impl NodeOptions {
 pub enum RuntimeError {
     /// The log failed; after a failed sync the node must not go on (see `FileStorage`).
     Storage(FileStorageError),
+    /// Taking a snapshot or restoring the state machine from one failed.
+    Snapshot(tinyraft::SnapshotError),
     /// The socket failed.
     Io(io::Error),
     /// The options are inconsistent.
@@ -119,6 +129,7 @@ impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuntimeError::Storage(e) => write!(f, "storage: {e}"),
+            RuntimeError::Snapshot(e) => write!(f, "snapshot: {e}"),
             RuntimeError::Io(e) => write!(f, "socket: {e}"),
             RuntimeError::Config(e) => write!(f, "configuration: {e}"),
         }
@@ -170,6 +181,10 @@ pub struct RuntimeStats {
     pub client_replies: u64,
     /// Raft datagrams that did not decode into a valid message.
     pub bad_raft_messages: u64,
+    /// Snapshots taken (log compactions).
+    pub snapshots: u64,
+    /// Valid messages the node refused (see the node's stderr for the first few reasons).
+    pub step_errors: u64,
 }
 
 /// One running node. Build it with [`NodeRuntime::open`], then call [`NodeRuntime::run`].
@@ -193,6 +208,8 @@ pub struct NodeRuntime {
     status: StatusCell<NodeStatus>,
     last_published: Instant,
     stats: RuntimeStats,
+    /// `TINYRAFT_TRACE=1`: print every Raft message sent and received (kind only) to stderr.
+    trace: bool,
 }
 
 impl NodeRuntime {
@@ -213,12 +230,14 @@ impl NodeRuntime {
         config.election_ticks = options.election_ticks;
         config.heartbeat_ticks = options.heartbeat_ticks;
         config.lease_reads = options.lease_reads;
+        config.compact_after = options.compact_after;
         config.seed = options.id ^ seed_from_clock();
         config
             .validate(OUTBOX_BYTES)
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
 
-        let storage = FileStorage::open(&options.data_dir, FileStorageOptions::default())?;
+        let storage_options = FileStorageOptions::default().segment_bytes(options.segment_bytes);
+        let storage = FileStorage::open(&options.data_dir, storage_options)?;
         let keys_max = options.keys_max;
         let (raw, kv) = build_on_big_stack(move || {
             let raw = NodeRaw::new(config, storage).map_err(|e| match e {
@@ -252,6 +271,7 @@ impl NodeRuntime {
             status: StatusCell::new(),
             last_published: Instant::now(),
             stats: RuntimeStats::default(),
+            trace: std::env::var_os("TINYRAFT_TRACE").is_some_and(|v| v == "1"),
         })
     }
 
@@ -300,7 +320,25 @@ impl NodeRuntime {
             match incoming {
                 Incoming::Raft { from, payload } => match tinyraft::Message::decode(payload) {
                     Ok(m) if m.from == from => {
-                        let _ = self.raw.step(&m);
+                        if self.trace {
+                            eprintln!(
+                                "node {} <- {from} t{} {}",
+                                self.raw.id(),
+                                m.term,
+                                body_name(&m.body)
+                            );
+                        }
+                        if let Err(e) = self.raw.step(&m) {
+                            // Refused messages change nothing; say so (a few times) so a
+                            // misbehaving peer or a failing disk is visible.
+                            self.stats.step_errors += 1;
+                            if self.stats.step_errors <= 10 {
+                                eprintln!(
+                                    "node {}: message from {from} refused: {e}",
+                                    self.raw.id()
+                                );
+                            }
+                        }
                     }
                     _ => self.stats.bad_raft_messages += 1,
                 },
@@ -445,11 +483,26 @@ impl NodeRuntime {
         }
         let synced = ready.must_sync;
         let persisted = self.raw.persist(ready)?;
+        // A snapshot installed this round (or found at start) replaces the state machine
+        // before the entries after it are applied.
+        self.raw
+            .restore_snapshot(&persisted, &mut *self.kv)
+            .map_err(RuntimeError::Snapshot)?;
         self.stats.ready_rounds += 1;
         self.stats.syncs += u64::from(synced);
 
         // Persisted: now, and only now, may the round's messages leave.
         for (to, bytes) in self.raw.messages(&persisted) {
+            if self.trace {
+                if let Ok(m) = tinyraft::Message::decode(bytes) {
+                    eprintln!(
+                        "node {} -> {to} t{} {}",
+                        self.raw.id(),
+                        m.term,
+                        body_name(&m.body)
+                    );
+                }
+            }
             let _ = self.udp.send(to, bytes);
         }
 
@@ -498,6 +551,12 @@ impl NodeRuntime {
         }
         self.raw.advance(persisted);
         self.serve_confirmed_reads();
+        if self.raw.wants_snapshot() {
+            self.raw
+                .take_snapshot(&*self.kv)
+                .map_err(RuntimeError::Snapshot)?;
+            self.stats.snapshots += 1;
+        }
         Ok(())
     }
 
@@ -569,6 +628,50 @@ fn build_on_big_stack<T: Send + 'static>(
         .spawn(f)?
         .join()
         .map_err(|_| RuntimeError::Config("building the node panicked".into()))?
+}
+
+/// A message's kind and its main numbers, for traces.
+fn body_name(b: &tinyraft::Body<'_>) -> String {
+    use tinyraft::Body::*;
+    match b {
+        Append {
+            prev_index,
+            entries,
+            commit,
+            ..
+        } => {
+            format!(
+                "Append prev {prev_index} n {} commit {commit}",
+                entries.len()
+            )
+        }
+        AppendResponse { success, index, .. } => format!("AppendResponse {success} {index}"),
+        Vote { pre, .. } => format!("Vote pre={pre}"),
+        VoteResponse { pre, granted } => format!("VoteResponse pre={pre} {granted}"),
+        Heartbeat { commit, .. } => format!("Heartbeat commit {commit}"),
+        HeartbeatResponse { .. } => "HeartbeatResponse".into(),
+        TimeoutNow => "TimeoutNow".into(),
+        Snapshot {
+            meta,
+            offset,
+            data,
+            total_len,
+        } => {
+            format!(
+                "Snapshot {} @{offset}+{} of {total_len}",
+                meta.index,
+                data.len()
+            )
+        }
+        SnapshotResponse {
+            index,
+            next_offset,
+            done,
+            ..
+        } => {
+            format!("SnapshotResponse {index} next {next_offset} done {done}")
+        }
+    }
 }
 
 /// Election-timeout randomness for a real deployment: differs per process start, so two

@@ -72,6 +72,9 @@ pub struct SimStorage {
     first: Index,
     snapshot: SnapshotMeta,
     snapshot_chain: u64,
+    snapshot_data: Vec<u8>,
+    /// A snapshot being written: its meta and data so far.
+    incoming: Option<(SnapshotMeta, Vec<u8>)>,
     hard_state: HardState,
     membership: Option<Membership>,
     registry: Option<SharedRegistry>,
@@ -88,6 +91,8 @@ impl Default for SimStorage {
             first: 1,
             snapshot: SnapshotMeta::default(),
             snapshot_chain: 0,
+            snapshot_data: Vec::new(),
+            incoming: None,
             hard_state: HardState::default(),
             membership: None,
             registry: None,
@@ -105,6 +110,8 @@ impl SimStorage {
             first: 1,
             snapshot: SnapshotMeta::default(),
             snapshot_chain: 0,
+            snapshot_data: Vec::new(),
+            incoming: None,
             hard_state: HardState::default(),
             membership: Some(membership),
             registry: Some(registry),
@@ -238,20 +245,61 @@ impl Storage for SimStorage {
         self.snapshot.clone()
     }
 
-    fn compact(&mut self, index: Index, meta: &SnapshotMeta) -> Result<(), Self::Error> {
-        if index < self.first {
-            return Ok(());
+    fn snapshot_len(&self) -> u64 {
+        self.snapshot_data.len() as u64
+    }
+
+    fn read_snapshot(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let data = &self.snapshot_data;
+        let start = (offset as usize).min(data.len());
+        let n = buf.len().min(data.len() - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        Ok(n)
+    }
+
+    fn begin_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), Self::Error> {
+        self.incoming = Some((meta.clone(), Vec::new()));
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, data: &[u8]) -> Result<(), Self::Error> {
+        match &mut self.incoming {
+            Some((_, buf)) => {
+                buf.extend_from_slice(data);
+                Ok(())
+            }
+            None => Err(SimStorageError(StorageErrorKind::Unavailable)),
         }
-        let term = self.term(index)?;
-        let chain = self.chain(index).unwrap_or(0);
-        self.entries.drain(..(index + 1 - self.first) as usize);
-        self.first = index + 1;
-        self.snapshot = SnapshotMeta {
-            index,
-            term,
-            membership: meta.membership.clone(),
+    }
+
+    fn finish_snapshot(&mut self) -> Result<(), Self::Error> {
+        let (meta, data) = self
+            .incoming
+            .take()
+            .ok_or(SimStorageError(StorageErrorKind::Unavailable))?;
+        let index = meta.index;
+        if index + 1 < self.first {
+            return Err(SimStorageError(StorageErrorKind::Compacted));
+        }
+        // The chain hash at the snapshot point: ours if we hold the entry, otherwise the one
+        // the node that stored it registered (a snapshot only covers committed entries).
+        let chain = if self.term(index).ok() == Some(meta.term) {
+            let chain = self.chain(index).unwrap_or(0);
+            self.entries.drain(..(index + 1 - self.first) as usize);
+            chain
+        } else {
+            self.entries.clear();
+            self.registry
+                .as_ref()
+                .and_then(|r| r.borrow().chains.get(&(index, meta.term)).copied())
+                .unwrap_or(0)
         };
+        self.first = index + 1;
         self.snapshot_chain = chain;
+        self.hard_state.commit = self.hard_state.commit.max(index);
+        self.membership = Some(meta.membership.clone());
+        self.snapshot = meta;
+        self.snapshot_data = data;
         Ok(())
     }
 }
