@@ -1,4 +1,4 @@
-//! TinyKV's project 2 cluster scenarios (kv/test_raftstore/test_test.go), run in the
+//! TinyKV's project 2 cluster scenarios, 2B and 2C (kv/test_raftstore/test_test.go), run in the
 //! deterministic simulator over many seeds, with TinyKV's checks (every client's appends
 //! present, in order, no duplicates) plus Raft's safety invariants after every step,
 //! linearizability of the whole history, and a bounded liveness phase after every round.
@@ -71,6 +71,109 @@ fn persist_partition_2b() {
 #[test]
 fn persist_partition_unreliable_2b() {
     generic("persist_partition_unreliable_2b", 5, true, true, true);
+}
+
+fn generic_2c(name: &'static str, clients: usize, unreliable: bool, crash: bool, partitions: bool) {
+    let scenario = Scenario {
+        log_limit: Some(100),
+        ..Scenario::generic(name, clients, unreliable, crash, partitions)
+    };
+    sweep(&scenario, SEEDS);
+}
+
+#[test]
+fn snapshot_recover_2c() {
+    generic_2c("snapshot_recover_2c", 1, false, true, false);
+}
+
+#[test]
+fn snapshot_recover_many_clients_2c() {
+    generic_2c("snapshot_recover_many_clients_2c", 20, false, true, false);
+}
+
+#[test]
+fn snapshot_unreliable_2c() {
+    generic_2c("snapshot_unreliable_2c", 5, true, false, false);
+}
+
+#[test]
+fn snapshot_unreliable_recover_2c() {
+    generic_2c("snapshot_unreliable_recover_2c", 5, true, true, false);
+}
+
+#[test]
+fn snapshot_unreliable_recover_concurrent_partition_2c() {
+    generic_2c(
+        "snapshot_unreliable_recover_concurrent_partition_2c",
+        5,
+        true,
+        true,
+        true,
+    );
+}
+
+/// TinyKV's OneSnapshot2C: node 1 is cut off; puts and a delete make the others compact their
+/// logs past what node 1 has; after healing node 1 must catch up by snapshot (present keys
+/// present, the deleted key absent), and again after a restart. The truncation bound is
+/// checked every step.
+fn one_snapshot(sim: &mut Sim) -> Result<(), String> {
+    let put = |k: &str, v: &str| Cmd::Put(k.as_bytes().to_vec(), v.as_bytes().to_vec());
+    let has = |sim: &Sim, id: u64, k: &str, v: Option<&str>| {
+        sim.node_value(id, k.as_bytes()).as_deref() == v.map(str::as_bytes)
+    };
+    sim.run_until(100, "a first leader", |s| s.leader().is_some())?;
+    sim.push_script(0, put("k1", "v1"));
+    sim.push_script(0, put("k2", "v2"));
+    sim.run_until(200, "the first puts", |s| s.clients[0].ops_answered == 2)?;
+    sim.run_until(50, "node 1 applying them", |s| {
+        has(s, 1, "k1", Some("v1")) && has(s, 1, "k2", Some("v2"))
+    })?;
+    sim.partition(&[vec![1], vec![2, 3]]);
+    sim.push_script(0, put("k3", "v3"));
+    sim.push_script(0, Cmd::Delete(b"k2".to_vec()));
+    for i in 0..100 {
+        sim.push_script(0, put(&format!("key{i:03}"), &format!("value{i}")));
+    }
+    sim.run_until(1500, "102 writes without node 1", |s| {
+        s.clients[0].ops_answered == 104
+    })?;
+    let leader = sim.leader().ok_or("no leader")?;
+    let truncated = sim.nodes[(leader - 1) as usize]
+        .raw
+        .as_ref()
+        .map_or(0, |r| r.first_index() - 1);
+    if truncated < 10 {
+        return Err(format!(
+            "the leader's log was not compacted (truncated at {truncated})"
+        ));
+    }
+    if has(sim, 1, "k3", Some("v3")) {
+        return Err("node 1 saw a write while cut off".into());
+    }
+    sim.heal();
+    sim.run_until(200, "node 1 catching up", |s| {
+        has(s, 1, "k3", Some("v3")) && has(s, 1, "k2", None) && has(s, 1, "key099", Some("value99"))
+    })?;
+    if sim.nodes[0].snapshots_restored == 0 {
+        return Err("node 1 caught up without a snapshot".into());
+    }
+    sim.crash_and_restart(1);
+    sim.run_until(200, "node 1 recovering after a restart", |s| {
+        has(s, 1, "k3", Some("v3")) && has(s, 1, "k2", None) && has(s, 1, "key099", Some("value99"))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn one_snapshot_2c() {
+    let scenario = Scenario {
+        nodes: Some(3),
+        log_limit: Some(10),
+        script: Some(one_snapshot),
+        check_quorum: Some(true),
+        ..Scenario::generic("one_snapshot_2c", 1, false, false, false)
+    };
+    sweep(&scenario, SEEDS);
 }
 
 /// TinyKV's OnePartition2B: a write in the majority is invisible to the minority; after the

@@ -66,6 +66,8 @@ pub struct NodeSettings {
     pub uncommitted_entries_max: u64,
     /// Committed entries handed out per ready round.
     pub apply_entries_max: u64,
+    /// Snapshot and compact the log after this many applied entries (0: never).
+    pub compact_after: u64,
 }
 
 /// One simulated node.
@@ -92,6 +94,10 @@ pub struct SimNode {
     pub sync_failures: u64,
     /// Last index this incarnation applied (to check applying is in order, without gaps).
     last_applied: Index,
+    /// Snapshots taken (log compactions).
+    pub snapshots_taken: u64,
+    /// Snapshots restored (at start or received from the leader).
+    pub snapshots_restored: u64,
 }
 
 /// What the nodes share: the wire, the RNG for client-link faults, the invariants.
@@ -147,6 +153,8 @@ impl SimNode {
             crashes: 0,
             sync_failures: 0,
             last_applied: 0,
+            snapshots_taken: 0,
+            snapshots_restored: 0,
         }
     }
 
@@ -184,6 +192,7 @@ impl SimNode {
         cfg.inflight_max = settings.inflight_max;
         cfg.uncommitted_entries_max = settings.uncommitted_entries_max;
         cfg.apply_entries_max = settings.apply_entries_max;
+        cfg.compact_after = settings.compact_after;
         cfg.seed = seed;
         let raw = match SimRaw::new(cfg, disk) {
             Ok(r) => r,
@@ -359,6 +368,18 @@ impl SimNode {
         let Ok(persisted) = raw.persist(ready) else {
             return false;
         };
+        // As the runtime: an installed snapshot replaces the state machine before the entries
+        // after it are applied.
+        if let Some(meta) = persisted.snapshot() {
+            if let Err(e) = raw.restore_snapshot(&persisted, &mut *self.kv) {
+                ctx.inv.violations.push(format!(
+                    "node {}: restoring a snapshot failed: {e}",
+                    self.id
+                ));
+            }
+            self.last_applied = self.last_applied.max(meta.index);
+            self.snapshots_restored += 1;
+        }
         for (to, bytes) in raw.messages(&persisted) {
             let _ = tinyraft::Transport::send(&mut *self.transport, to, bytes);
         }
@@ -410,6 +431,14 @@ impl SimNode {
             }
         }
         raw.advance(persisted);
+        if raw.wants_snapshot() {
+            if let Err(e) = raw.take_snapshot(&*self.kv) {
+                ctx.inv
+                    .violations
+                    .push(format!("node {}: taking a snapshot failed: {e}", self.id));
+            }
+            self.snapshots_taken += 1;
+        }
         for (client, nonce, r) in answers {
             reply(ctx, client, nonce, r);
         }
