@@ -31,6 +31,10 @@
 //! order, which the types enforce. [`Node`] writes that loop once for any storage, transport
 //! and state machine.
 //!
+//! **Testing.** [`fault`] wraps any storage or transport in middleware that injects faults
+//! (lost un-synced writes, torn records, failed syncs; loss, duplication, delay, cut links),
+//! seeded by the caller: it is how the deterministic simulator breaks things, without `std`.
+//!
 //! ## Memory
 //!
 //! A node's size is fixed at compile time: see [`RawNode`]'s const parameters and [`limits`].
@@ -46,6 +50,7 @@ extern crate alloc;
 
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod kv;
 pub mod limits;
 mod log;

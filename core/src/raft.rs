@@ -573,6 +573,15 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } => {
                     self.become_follower(m.term, Some(m.from))
                 }
+                Body::Vote { .. } => {
+                    // Figure 2: a follower's timer restarts when it hears from the leader or
+                    // grants a vote (handle_vote_request does that), not when a candidate
+                    // merely raises its term. Otherwise candidates with stale logs, taking
+                    // turns, could keep the one node able to win from ever timing out.
+                    let elapsed = self.election_elapsed;
+                    self.become_follower(m.term, None);
+                    self.election_elapsed = elapsed;
+                }
                 _ => self.become_follower(m.term, None),
             }
         } else if m.term < self.term {

@@ -210,7 +210,7 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         let r = &self.raft;
         r.outbox.len() > 0
             || r.log.unstable_len() > 0
-            || r.hard_state() != self.persisted_hard_state
+            || self.durable_hard_state() != self.persisted_hard_state
             || r.soft_state() != self.last_soft_state
             || r.log.committed > r.log.applied
             || !r.read_states.is_empty()
@@ -218,10 +218,22 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
             || r.pending_restore.is_some()
     }
 
+    /// The hard state a round may write: the current one, with the commit index capped at
+    /// the last entry that was durable *before* the round. The round's entries and its hard
+    /// state are separate writes that a crash can split (a store may well write the hard
+    /// state first), and a commit index covering entries that did not survive would make a
+    /// restarted node apply whatever its old log holds there, possibly a conflicting suffix
+    /// this round was replacing. The capped part is written by the next round.
+    fn durable_hard_state(&self) -> HardState {
+        let mut hs = self.raft.hard_state();
+        hs.commit = hs.commit.min(self.raft.log.persisted_index());
+        hs
+    }
+
     /// Takes stock of what is pending. Packs batched proposals into append messages first.
     pub fn ready(&mut self) -> Ready {
         self.raft.flush_broadcast();
-        let hs = self.raft.hard_state();
+        let hs = self.durable_hard_state();
         let soft = self.raft.soft_state();
         let entries = self.raft.log.unstable_len();
         let hard_changed = hs != self.persisted_hard_state;
@@ -241,7 +253,7 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
     /// Makes the round's state durable: appends every unstable entry, records the hard state
     /// and syncs the storage once. On error nothing is released and the next round retries.
     pub fn persist(&mut self, ready: Ready) -> Result<Persisted, S::Error> {
-        let hs = self.raft.hard_state();
+        let hs = self.durable_hard_state();
         let log = &mut self.raft.log;
         let must_sync = log.unstable_len() > 0
             || hs.term != self.persisted_hard_state.term
