@@ -269,21 +269,9 @@ impl Network {
             .collect();
         let nodes = configs
             .iter()
-            .map(|c| Some(TestNode::new(c.clone(), TestStorage::new()).unwrap()))
+            .map(|c| TestNode::new(c.clone(), TestStorage::new()).unwrap())
             .collect();
-        Self {
-            nodes,
-            stopped: (0..n).map(|_| None).collect(),
-            configs,
-            cut: HashSet::new(),
-            drop_rate: 0.0,
-            rng: 0x1234_5678,
-            delivered: 0,
-            filter: None,
-            sms: (0..n)
-                .map(|_| Box::new(TestKv::new(ArenaMap::new())))
-                .collect(),
-        }
+        Self::from_nodes(nodes)
     }
 
     /// A network of the given nodes (ids must be 1..=n in order).
