@@ -79,10 +79,7 @@ impl Config {
     pub(crate) const fn unset() -> Self {
         Self {
             id: 0,
-            bootstrap: Membership {
-                voters: heapless::Vec::new(),
-                learners: heapless::Vec::new(),
-            },
+            bootstrap: Membership::EMPTY,
             election_ticks: 0,
             heartbeat_ticks: 0,
             pre_vote: false,
@@ -142,6 +139,7 @@ impl Config {
             self.snapshot_chunk_bytes >= 1,
             "snapshot_chunk_bytes must be at least 1",
         )?;
+        self.bootstrap.validate().map_err(Error::InvalidConfig)?;
         rule(
             !self.lease_reads || self.check_quorum,
             "lease_reads needs check_quorum",

@@ -55,8 +55,12 @@ pub const MESSAGE_OVERHEAD_BYTES_MAX: usize = 96;
 pub const ENTRY_OVERHEAD_BYTES_MAX: usize = 24;
 
 /// Worst-case bytes a snapshot chunk message adds around its data (header, snapshot metadata
-/// with a full membership, offsets).
-pub const SNAPSHOT_CHUNK_OVERHEAD_BYTES_MAX: usize = 64 + 2 * VOTERS_MAX * 10;
+/// with a full joint membership and learners, offsets).
+pub const SNAPSHOT_CHUNK_OVERHEAD_BYTES_MAX: usize = 64 + (2 * VOTERS_MAX + PEERS_MAX) * 10;
+
+/// Largest context of a configuration change (opaque to the core; the std runtime carries the
+/// added node's address in it).
+pub const CONF_CONTEXT_BYTES_MAX: usize = 256;
 
 /// Bytes read from storage per piece when restoring a state machine from its snapshot (a
 /// stack buffer).
@@ -97,5 +101,6 @@ const _: () = {
     assert!(OUTBOX_BYTES_DEFAULT >= MESSAGE_BYTES_MIN);
     assert!(UNSTABLE_BYTES_DEFAULT >= ENTRY_DATA_BYTES_MAX);
     assert!(ENTRY_DATA_BYTES_MAX <= u32::MAX as usize);
+    assert!(crate::membership::CONFIG_ENTRY_BYTES_MAX <= ENTRY_DATA_BYTES_MAX);
     assert!(MESSAGE_BYTES_MAX <= u32::MAX as usize);
 };

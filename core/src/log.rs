@@ -18,6 +18,9 @@ pub(crate) struct RaftLog<S, const UNSTABLE: usize> {
     /// Invariant: `applied <= committed <= last_index()`.
     pub(crate) committed: Index,
     pub(crate) applied: Index,
+    /// Every configuration entry in the log is at or below this index (it may be stale-high
+    /// after a truncation; that only costs a scan when applying).
+    pub(crate) config_hint: Index,
 }
 
 impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
@@ -34,6 +37,7 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
             unstable: EntryRing::new(1),
             committed: 0,
             applied: 0,
+            config_hint: 0,
             storage,
         }
     }
@@ -45,6 +49,8 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
         self.unstable.reset(last + 1);
         self.committed = commit.clamp(snapshot, last);
         self.applied = snapshot;
+        // Not read yet: any entry of the log may be a configuration change.
+        self.config_hint = last;
     }
 
     pub(crate) fn first_index(&self) -> Index {
@@ -135,7 +141,11 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
         data: &[u8],
     ) -> Result<Index, RingFull> {
         self.unstable.push(term, kind, data)?;
-        Ok(self.unstable.last_index())
+        let index = self.unstable.last_index();
+        if kind == EntryKind::Config {
+            self.config_hint = index;
+        }
+        Ok(index)
     }
 
     /// True if an entry with `len` payload bytes fits in the unstable ring now.
@@ -163,6 +173,9 @@ impl<S: Storage, const UNSTABLE: usize> RaftLog<S, UNSTABLE> {
             }
             if self.unstable.push(e.term, e.kind, e.data).is_err() {
                 break;
+            }
+            if e.kind == EntryKind::Config {
+                self.config_hint = self.config_hint.max(e.index);
             }
             matched = e.index;
         }

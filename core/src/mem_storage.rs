@@ -64,10 +64,7 @@ impl<const BYTES: usize, const ENTRIES: usize, const SNAPSHOT_BYTES: usize>
             snapshot: SnapshotMeta {
                 index: 0,
                 term: 0,
-                membership: Membership {
-                    voters: heapless::Vec::new(),
-                    learners: heapless::Vec::new(),
-                },
+                membership: Membership::EMPTY,
             },
             membership: None,
             syncs: 0,

@@ -163,12 +163,13 @@ impl<'a> Message<'a> {
             return Err(DecodeError::Invalid("node id 0"));
         }
         if let Body::Snapshot {
+            meta,
             total_len,
             offset,
             data,
-            ..
         } = &self.body
         {
+            meta.membership.validate().map_err(DecodeError::Invalid)?;
             let end = offset.checked_add(data.len() as u64);
             if end.is_none_or(|end| end > *total_len) {
                 return Err(DecodeError::Invalid(

@@ -4,7 +4,7 @@
 use heapless::Vec;
 
 use crate::limits::VOTERS_MAX;
-use crate::types::{Index, NodeId};
+use crate::types::{Index, Membership, NodeId};
 
 /// The largest index acknowledged by a majority of `voters`, given each voter's acknowledged
 /// index. An empty voter set acknowledges everything (it cannot block a joint majority).
@@ -19,6 +19,32 @@ pub(crate) fn majority_index(voters: &[NodeId], mut acked: impl FnMut(NodeId) ->
     }
     idx.sort_unstable_by(|a, b| b.cmp(a));
     idx[voters.len() / 2]
+}
+
+/// [`majority_index`] of a configuration: while joint, the smaller of the two halves' (both
+/// majorities must have it).
+pub(crate) fn joint_majority_index(
+    m: &Membership,
+    mut acked: impl FnMut(NodeId) -> Index,
+) -> Index {
+    let incoming = majority_index(&m.voters, &mut acked);
+    incoming.min(majority_index(&m.outgoing, &mut acked))
+}
+
+/// [`vote_result`] of a configuration: while joint, won only if both halves are won, lost if
+/// either is lost.
+pub(crate) fn joint_vote_result(
+    m: &Membership,
+    mut vote: impl FnMut(NodeId) -> Option<bool>,
+) -> VoteResult {
+    match (
+        vote_result(&m.voters, &mut vote),
+        vote_result(&m.outgoing, &mut vote),
+    ) {
+        (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+        (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+        _ => VoteResult::Pending,
+    }
 }
 
 /// Outcome of counting votes.
@@ -80,5 +106,37 @@ mod tests {
             VoteResult::Pending
         );
         assert_eq!(vote_result(&v, |id| Some(id == 1)), VoteResult::Lost);
+    }
+
+    #[test]
+    fn joint_needs_both_majorities() {
+        let joint = Membership {
+            voters: Vec::from_slice(&[3, 4, 5]).unwrap(),
+            outgoing: Vec::from_slice(&[1, 2, 3]).unwrap(),
+            learners: Vec::new(),
+        };
+        // 1, 2 and 3 have 9; 4 and 5 have 2: the old half commits 9, the new only 2.
+        let acked = |id: NodeId| if id <= 3 { 9 } else { 2 };
+        assert_eq!(joint_majority_index(&joint, acked), 2);
+        // And the other way round.
+        let acked = |id: NodeId| if id >= 3 { 9 } else { 2 };
+        assert_eq!(joint_majority_index(&joint, acked), 2);
+        assert_eq!(
+            joint_majority_index(&Membership::from_voters(&[1, 2, 3]).unwrap(), acked),
+            2
+        );
+        // Votes from 1 and 2 win the old half only.
+        assert_eq!(
+            joint_vote_result(&joint, |id| (id <= 2).then_some(true)),
+            VoteResult::Pending
+        );
+        assert_eq!(
+            joint_vote_result(&joint, |id| (id <= 4).then_some(true)),
+            VoteResult::Won
+        );
+        assert_eq!(
+            joint_vote_result(&joint, |id| Some(id <= 3)),
+            VoteResult::Lost
+        );
     }
 }

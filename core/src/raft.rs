@@ -8,12 +8,15 @@ use heapless::{Deque, Vec};
 
 use crate::config::Config;
 use crate::error::{Error, ProposeError, ProposeErrorKind};
-use crate::limits::{ENTRY_DATA_BYTES_MAX, PEERS_MAX, READS_PENDING_MAX};
+use crate::limits::{CONF_CONTEXT_BYTES_MAX, ENTRY_DATA_BYTES_MAX, PEERS_MAX, READS_PENDING_MAX};
 use crate::log::RaftLog;
+use crate::membership::{
+    ConfChange, ConfChangeError, ConfChangeMode, ConfigEntry, CONFIG_ENTRY_BYTES_MAX,
+};
 use crate::message::{encode_snapshot_chunk, AppendWriter, Body, Message};
 use crate::outbox::Outbox;
 use crate::progress::{Progress, ProgressState};
-use crate::quorum::{majority_index, vote_result, VoteResult};
+use crate::quorum::{joint_majority_index, joint_vote_result, VoteResult};
 use crate::rng::Rng;
 use crate::storage::{Storage, StorageErrorKind};
 use crate::types::{
@@ -63,6 +66,8 @@ pub struct Stats {
     pub messages_ignored: u64,
     /// Elections (including pre-vote rounds) this node started.
     pub campaigns: u64,
+    /// Committed configuration entries that did not decode (corruption); skipped.
+    pub bad_config_entries: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +114,9 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     pub(crate) transfer_target: Option<NodeId>,
     /// Ticks since the transfer began; it is abandoned after an election timeout.
     transfer_elapsed: u32,
+    /// Leader: index of the latest configuration entry it appended (or of its first entry of
+    /// the term); no new change until this is applied.
+    pending_conf_index: Index,
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
@@ -122,10 +130,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             role: Role::Follower,
             leader: None,
             log: RaftLog::unstarted(storage),
-            membership: Membership {
-                voters: Vec::new(),
-                learners: Vec::new(),
-            },
+            membership: Membership::EMPTY,
             progress: Vec::new(),
             votes: Vec::new(),
             election_elapsed: 0,
@@ -143,11 +148,13 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 outbox_dropped: 0,
                 messages_ignored: 0,
                 campaigns: 0,
+                bad_config_entries: 0,
             },
             incoming: None,
             pending_restore: None,
             transfer_target: None,
             transfer_elapsed: 0,
+            pending_conf_index: 0,
             cfg: Config::unset(),
         }
     }
@@ -188,6 +195,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.pending_restore = None;
         self.transfer_target = None;
         self.transfer_elapsed = 0;
+        self.pending_conf_index = 0;
         self.cfg = cfg;
         self.become_follower(term, None);
         Ok(())
@@ -221,9 +229,31 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.broadcast_pending
     }
 
+    /// True if this node may start an election: it votes, and no committed configuration
+    /// entry waits to be applied (it could be campaigning under a configuration the cluster
+    /// already left).
+    fn can_campaign(&self) -> bool {
+        self.promotable() && !self.has_unapplied_config()
+    }
+
+    fn has_unapplied_config(&self) -> bool {
+        let (applied, committed) = (self.log.applied, self.log.committed);
+        if self.log.config_hint <= applied || committed <= applied {
+            return false;
+        }
+        let mut found = false;
+        let _ = self
+            .log
+            .visit(applied + 1, committed + 1, usize::MAX, &mut |e| {
+                found = e.kind == EntryKind::Config;
+                !found
+            });
+        found
+    }
+
     /// Campaigns now (a voter that is not leader), with pre-vote if configured.
     pub(crate) fn start_campaign(&mut self) {
-        if self.promotable() && self.role != Role::Leader {
+        if self.can_campaign() && self.role != Role::Leader {
             let pre = self.cfg.pre_vote;
             self.campaign(pre, false);
         }
@@ -275,24 +305,22 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.role = Role::Leader;
         self.leader = Some(self.id());
         let next = self.log.last_index() + 1;
-        let members = self
-            .membership
-            .voters
-            .iter()
-            .chain(self.membership.learners.iter());
-        for &id in members {
+        for id in self.membership.members() {
             let mut pr = Progress::new(id, next);
             if id == self.cfg.id {
                 pr.matched = self.log.persisted_index();
                 pr.become_replicate();
                 pr.recent_active = true;
             }
-            // Capacity: voters and learners are each bounded by VOTERS_MAX <= PEERS_MAX / 2.
+            // Capacity: a valid membership has at most PEERS_MAX members.
             let _ = self.progress.push(pr);
         }
         // §5.4.2: commit entries of earlier terms by committing one of our own.
         let noop_fits = self.log.append(self.term, EntryKind::Normal, &[]).is_ok();
         debug_assert!(noop_fits || self.log.unstable_len() > 0);
+        // No configuration change until that entry is applied: it commits (and so settles)
+        // every change an earlier leader may have left in flight.
+        self.pending_conf_index = self.log.last_index();
         self.broadcast_pending = true;
         self.maybe_commit();
     }
@@ -311,7 +339,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             return self.won(pre);
         }
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        let voters = self.membership.voters.clone();
+        let voters: Vec<NodeId, PEERS_MAX> = self.membership.all_voters().collect();
         for &to in voters.iter().filter(|&&v| v != me) {
             let body = Body::Vote {
                 pre,
@@ -336,7 +364,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             let _ = self.votes.push((from, granted));
         }
         let votes = &self.votes;
-        vote_result(&self.membership.voters, |id| {
+        joint_vote_result(&self.membership, |id| {
             votes.iter().find(|&&(v, _)| v == id).map(|&(_, g)| g)
         })
     }
@@ -369,7 +397,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 self.heartbeat_elapsed = 0;
                 self.broadcast_heartbeat();
             }
-        } else if self.promotable() && self.election_elapsed >= self.randomized_timeout {
+            // Retry a leave that found the log full.
+            self.maybe_leave_joint();
+        } else if self.election_elapsed >= self.randomized_timeout && self.can_campaign() {
             self.election_elapsed = 0;
             let pre = self.cfg.pre_vote;
             self.campaign(pre, false);
@@ -379,16 +409,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
     /// Check-quorum: did a quorum of voters talk to us since the last check? Clears the marks.
     fn quorum_recently_active(&mut self) -> bool {
         let me = self.id();
-        let mut active = 0;
-        for pr in self.progress.iter_mut() {
-            if (pr.id == me || pr.recent_active) && self.membership.voters.contains(&pr.id) {
-                active += 1;
-            }
-            if pr.id != me {
-                pr.recent_active = false;
-            }
+        let progress = &self.progress;
+        let active = joint_vote_result(&self.membership, |id| {
+            Some(id == me || progress.iter().any(|p| p.id == id && p.recent_active))
+        });
+        for pr in self.progress.iter_mut().filter(|p| p.id != me) {
+            pr.recent_active = false;
         }
-        active >= self.membership.quorum()
+        active == VoteResult::Won
     }
 
     pub(crate) fn propose<'a>(&mut self, data: &'a [u8]) -> Result<Index, ProposeError<'a>> {
@@ -431,7 +459,8 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         } else {
             self.log.last_index()
         };
-        if self.membership.voters.len() == 1 || (self.cfg.lease_reads && self.lease_valid()) {
+        let alone = self.membership.voters.as_slice() == [self.id()] && !self.membership.is_joint();
+        if alone || (self.cfg.lease_reads && self.lease_valid()) {
             return self
                 .read_states
                 .push(ReadState { request, index })
@@ -475,7 +504,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             self.transfer_target = None;
             return Ok(());
         }
-        if !self.membership.is_voter(target) {
+        if !self.membership.voters.contains(&target) {
             return Err(TransferError::NotVoter(target));
         }
         if self.transfer_target == Some(target) {
@@ -505,11 +534,151 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         }
     }
 
+    // ----- configuration changes ----------------------------------------------------------
+
+    /// Appends a configuration change (see [`crate::membership`]). One at a time: refused
+    /// while the previous change, or this leader's first entry, is not applied.
+    pub(crate) fn propose_conf_change(
+        &mut self,
+        changes: &[ConfChange],
+        mode: ConfChangeMode,
+        context: &[u8],
+    ) -> Result<Index, ConfChangeError> {
+        if self.role != Role::Leader {
+            return Err(ConfChangeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transfer_target.is_some() {
+            return Err(ConfChangeError::Transferring);
+        }
+        if context.len() > CONF_CONTEXT_BYTES_MAX {
+            return Err(ConfChangeError::ContextTooLarge);
+        }
+        if self.pending_conf_index > self.log.applied {
+            return Err(if self.membership.is_joint() {
+                ConfChangeError::InJoint
+            } else {
+                ConfChangeError::Pending
+            });
+        }
+        let next = self.membership.apply(changes, mode)?;
+        self.append_config(next, context)
+    }
+
+    fn append_config(
+        &mut self,
+        membership: Membership,
+        context: &[u8],
+    ) -> Result<Index, ConfChangeError> {
+        let mut buf = [0u8; CONFIG_ENTRY_BYTES_MAX];
+        let entry = ConfigEntry {
+            membership,
+            context,
+        };
+        let n = entry
+            .encode(&mut buf)
+            .ok_or(ConfChangeError::ContextTooLarge)?;
+        let index = self
+            .log
+            .append(self.term, EntryKind::Config, &buf[..n])
+            .map_err(|_| ConfChangeError::Full)?;
+        self.pending_conf_index = index;
+        self.broadcast_pending = true;
+        Ok(index)
+    }
+
+    /// Entries `(from, to]` were applied: switch to the latest configuration among them.
+    pub(crate) fn on_applied(&mut self, from: Index, to: Index) {
+        if to > from && self.log.config_hint > from {
+            let mut latest = None;
+            let mut bad = 0;
+            let _ = self.log.visit(from + 1, to + 1, usize::MAX, &mut |e| {
+                if e.kind == EntryKind::Config {
+                    match ConfigEntry::decode(e.data) {
+                        Ok(c) => latest = Some(c.membership),
+                        Err(_) => bad += 1,
+                    }
+                }
+                true
+            });
+            self.stats.bad_config_entries += bad;
+            if let Some(m) = latest {
+                self.switch_membership(m);
+            }
+        }
+        self.maybe_leave_joint();
+    }
+
+    fn switch_membership(&mut self, membership: Membership) {
+        self.membership = membership;
+        if self.role != Role::Leader {
+            return;
+        }
+        let me = self.id();
+        if !self.membership.is_voter(me) {
+            // §4.2.2: a leader removed from (or demoted in) the configuration steps down once
+            // the change is committed; it first tells the most up-to-date voter to take over
+            // at once, so the cluster does not wait for an election timeout.
+            let last = self.log.last_index();
+            let heir = self
+                .progress
+                .iter()
+                .filter(|p| p.matched == last && self.membership.voters.contains(&p.id))
+                .map(|p| p.id)
+                .next();
+            if let Some(heir) = heir {
+                self.send(heir, Body::TimeoutNow);
+            }
+            let term = self.term;
+            self.become_follower(term, None);
+            return;
+        }
+        let membership = &self.membership;
+        self.progress.retain(|p| membership.contains(p.id));
+        let next = self.log.last_index() + 1;
+        let mut added: Vec<NodeId, PEERS_MAX> = Vec::new();
+        for id in self.membership.members() {
+            if !self.progress.iter().any(|p| p.id == id) {
+                let mut pr = Progress::new(id, next);
+                // A check-quorum round's grace: it has not had a chance to answer yet.
+                pr.recent_active = true;
+                let _ = self.progress.push(pr);
+                let _ = added.push(id);
+            }
+        }
+        if let Some(target) = self.transfer_target {
+            if !self.membership.voters.contains(&target) {
+                self.transfer_target = None;
+            }
+        }
+        // The quorum changed: what commits may have changed too.
+        if self.maybe_commit() {
+            self.broadcast_append(true);
+        } else {
+            for id in added {
+                self.send_append(id, true);
+            }
+        }
+    }
+
+    /// Leader: once a joint configuration is applied, append the entry that leaves it.
+    fn maybe_leave_joint(&mut self) {
+        if self.role == Role::Leader
+            && self.membership.is_joint()
+            && self.pending_conf_index <= self.log.applied
+        {
+            let next = self.membership.leave_joint();
+            // A full log is retried on the next tick.
+            let _ = self.append_config(next, &[]);
+        }
+    }
+
     fn quorum_context(&self) -> u64 {
         let me = self.id();
         let last = self.last_context;
         let progress = &self.progress;
-        majority_index(&self.membership.voters, |id| {
+        joint_majority_index(&self.membership, |id| {
             if id == me {
                 last
             } else {
@@ -543,8 +712,21 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             return Ok(());
         }
         if !self.membership.contains(m.from) {
-            self.stats.messages_ignored += 1;
-            return Err(Error::UnknownPeer(m.from));
+            // A node that is not in its own configuration is joining (it learns the
+            // configuration from the log) or was removed: it follows whoever leads.
+            let joining = !self.membership.contains(self.id());
+            let from_leader = matches!(
+                m.body,
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
+            );
+            // A leader that removed itself hands over with TimeoutNow as it leaves.
+            let handover = matches!(m.body, Body::TimeoutNow)
+                && m.term == self.term
+                && self.leader == Some(m.from);
+            if !(handover || (joining && from_leader)) {
+                self.stats.messages_ignored += 1;
+                return Err(Error::UnknownPeer(m.from));
+            }
         }
         if m.term > self.term {
             if let Body::Vote { transfer, .. } = m.body {
@@ -666,7 +848,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             } if self.role == Role::Leader => {
                 self.handle_snapshot_response(m.from, index, term, next_offset, done)
             }
-            Body::TimeoutNow if self.promotable() && self.role != Role::Leader => {
+            Body::TimeoutNow if self.can_campaign() && self.role != Role::Leader => {
                 // §3.10: the leader chose us; campaign at once, skipping pre-vote.
                 self.campaign(false, true);
             }
@@ -866,7 +1048,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         let me = self.id();
         let persisted = self.log.persisted_index();
         let progress = &self.progress;
-        let index = majority_index(&self.membership.voters, |id| {
+        let index = joint_majority_index(&self.membership, |id| {
             if id == me {
                 persisted
             } else {

@@ -21,6 +21,7 @@
 use crate::config::Config;
 use crate::error::{Error, ProposeError};
 use crate::limits::{OUTBOX_BYTES_DEFAULT, RESTORE_CHUNK_BYTES, UNSTABLE_BYTES_DEFAULT};
+use crate::membership::{ConfChange, ConfChangeError, ConfChangeMode};
 use crate::message::Message;
 use crate::progress::Progress;
 use crate::raft::{Raft, ReadError, ReadState, Stats, TransferError};
@@ -187,6 +188,21 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
     /// refused with `Transferring` until the target takes over or an election timeout passes.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
         let r = self.raft.transfer_leader(target);
+        debug_assert!(self.raft.invariants_hold());
+        r
+    }
+
+    /// Proposes a configuration change (see [`crate::membership`]): returns the index of its
+    /// entry. It takes effect on each node when that node applies the entry; a joint change is
+    /// left automatically. `context` (at most [`crate::limits::CONF_CONTEXT_BYTES_MAX`] bytes)
+    /// travels with the entry for the application, e.g. the new node's address.
+    pub fn propose_conf_change(
+        &mut self,
+        changes: &[ConfChange],
+        mode: ConfChangeMode,
+        context: &[u8],
+    ) -> Result<Index, ConfChangeError> {
+        let r = self.raft.propose_conf_change(changes, mode, context);
         debug_assert!(self.raft.invariants_hold());
         r
     }
@@ -384,9 +400,12 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         if let Some(meta) = &p.snapshot {
             self.raft.log.applied = self.raft.log.applied.max(meta.index);
         }
+        let before = self.raft.log.applied;
         if p.apply_to >= p.apply_from {
             self.raft.log.applied = p.apply_to;
         }
+        // Configuration entries take effect once applied.
+        self.raft.on_applied(before, self.raft.log.applied);
         let n = p.reads.min(self.raft.read_states.len());
         let rest = self.raft.read_states.len() - n;
         for i in 0..rest {

@@ -1,9 +1,8 @@
 //! Plain data shared by every layer: ids, terms, indexes, log entries, hard state, membership.
 
-use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::limits::VOTERS_MAX;
+pub use crate::membership::Membership;
 
 /// Identifies a node. Zero is never a valid id (it stands for "nobody" on the wire).
 pub type NodeId = u64;
@@ -18,7 +17,8 @@ pub type Index = u64;
 pub enum EntryKind {
     /// Application data for the state machine. An empty one is the leader's no-op (§5.4.2).
     Normal = 0,
-    /// A membership change (reserved for configuration changes; never given to the state machine).
+    /// A configuration change: a [`crate::membership::ConfigEntry`]. Applications skip it
+    /// (the node applies it itself) or read its context.
     Config = 1,
 }
 
@@ -72,52 +72,6 @@ pub struct HardState {
     /// Highest index known committed. Persisting it is an optimisation (faster apply after
     /// restart), not a safety requirement.
     pub commit: Index,
-}
-
-/// The voters (and learners) of the cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Membership {
-    /// Nodes whose votes and acknowledgements count towards a quorum.
-    pub voters: Vec<NodeId, VOTERS_MAX>,
-    /// Nodes that receive the log but do not vote.
-    pub learners: Vec<NodeId, VOTERS_MAX>,
-}
-
-impl Membership {
-    /// A membership of the given voters; `Err` hands the list back when it holds more than
-    /// [`VOTERS_MAX`] ids, a zero id or a duplicate.
-    pub fn from_voters(ids: &[NodeId]) -> Result<Self, crate::Error> {
-        let mut voters = Vec::new();
-        for &id in ids {
-            if id == 0 || voters.contains(&id) {
-                return Err(crate::Error::InvalidConfig(
-                    "voter ids must be non-zero and distinct",
-                ));
-            }
-            voters
-                .push(id)
-                .map_err(|_| crate::Error::InvalidConfig("more voters than VOTERS_MAX"))?;
-        }
-        Ok(Self {
-            voters,
-            learners: Vec::new(),
-        })
-    }
-
-    /// True if `id` votes.
-    pub fn is_voter(&self, id: NodeId) -> bool {
-        self.voters.contains(&id)
-    }
-
-    /// True if `id` is a voter or a learner.
-    pub fn contains(&self, id: NodeId) -> bool {
-        self.voters.contains(&id) || self.learners.contains(&id)
-    }
-
-    /// Votes needed for a majority of the voters.
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
-    }
 }
 
 /// Describes a snapshot: the last log position it covers and the membership at that point.

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use tinyraft::kv::Response;
-use tinyraft::limits::VOTERS_MAX;
+use tinyraft::limits::{PEERS_MAX, VOTERS_MAX};
 use tinyraft::{Index, NodeId, Role, Term};
 
 /// Most bytes a client message or reply takes on the wire (a KV request or response plus a
@@ -121,8 +121,10 @@ pub struct NodeStatus {
     /// Voters of the current configuration. (Fixed capacity, so that publishing a status
     /// allocates nothing; the wire form is the same as a `Vec`'s.)
     pub voters: heapless::Vec<NodeId, VOTERS_MAX>,
+    /// Voters of the outgoing configuration while joint (empty otherwise).
+    pub outgoing: heapless::Vec<NodeId, VOTERS_MAX>,
     /// Learners of the current configuration.
-    pub learners: heapless::Vec<NodeId, VOTERS_MAX>,
+    pub learners: heapless::Vec<NodeId, PEERS_MAX>,
     /// Keys in its state machine.
     pub keys: u64,
     /// Ready rounds the node's runtime has run since it started.

@@ -274,6 +274,33 @@ impl Network {
         Self::from_nodes(nodes)
     }
 
+    /// Nodes `1..=voters` form the cluster; nodes after them up to `total` start with no
+    /// configuration (they are joining: only a configuration change makes them members).
+    pub fn with_joiners(voters: u64, total: u64, tweak: impl Fn(&mut Config)) -> Self {
+        let members = ids(voters);
+        let nodes = (1..=total)
+            .map(|id| {
+                let mut c = config(id, &members);
+                if id > voters {
+                    c.bootstrap = Membership::EMPTY;
+                }
+                tweak(&mut c);
+                TestNode::new(c, TestStorage::new()).unwrap()
+            })
+            .collect();
+        Self::from_nodes(nodes)
+    }
+
+    /// Proposes a configuration change on `id` and settles; panics if `id` refuses.
+    pub fn conf_change(&mut self, id: NodeId, changes: &[tinyraft::ConfChange]) -> Index {
+        let i = self
+            .node_mut(id)
+            .propose_conf_change(changes, tinyraft::ConfChangeMode::Auto, b"")
+            .expect("configuration change accepted");
+        self.settle();
+        i
+    }
+
     /// A network of the given nodes (ids must be 1..=n in order).
     pub fn from_nodes(nodes: Vec<TestNode>) -> Self {
         let configs = nodes.iter().map(|n| n.config().clone()).collect();

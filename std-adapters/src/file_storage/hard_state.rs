@@ -10,7 +10,6 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use tinyraft::limits::VOTERS_MAX;
 use tinyraft::{HardState, Membership, NodeId, SnapshotMeta};
 
 use super::error::FileStorageError;
@@ -99,25 +98,27 @@ pub(crate) fn decode_hard_state(bytes: &[u8]) -> Result<HardState, &'static str>
 }
 
 pub(crate) fn push_ids(b: &mut Vec<u8>, ids: &[NodeId]) {
-    // At most VOTERS_MAX ids, so the count fits a byte.
+    // At most PEERS_MAX ids, so the count fits a byte.
     b.push(ids.len() as u8);
     for id in ids {
         b.extend_from_slice(&id.to_le_bytes());
     }
 }
 
-pub(crate) fn take_ids(c: &mut &[u8]) -> Result<heapless::Vec<NodeId, VOTERS_MAX>, &'static str> {
+pub(crate) fn take_ids<const N: usize>(
+    c: &mut &[u8],
+) -> Result<heapless::Vec<NodeId, N>, &'static str> {
     let (&n, rest) = c.split_first().ok_or("membership truncated")?;
     let n = n as usize;
-    if n > VOTERS_MAX {
-        return Err("membership larger than VOTERS_MAX");
+    if n > N {
+        return Err("membership list longer than its capacity");
     }
     if rest.len() < n * 8 {
         return Err("membership truncated");
     }
     let mut ids = heapless::Vec::new();
     for i in 0..n {
-        // Cannot fail: n <= VOTERS_MAX was checked above.
+        // Cannot fail: n <= N was checked above.
         let _ = ids.push(u64_at(rest, i * 8));
     }
     *c = &rest[n * 8..];
@@ -127,7 +128,7 @@ pub(crate) fn take_ids(c: &mut &[u8]) -> Result<heapless::Vec<NodeId, VOTERS_MAX
 /// Format 1 is only read now; tests still write it to check the conversion.
 #[cfg(test)]
 pub(crate) fn encode_meta(m: &MetaFile) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64 + 16 * VOTERS_MAX);
+    let mut b = Vec::with_capacity(64 + 16 * tinyraft::limits::VOTERS_MAX);
     b.extend_from_slice(&SNAPSHOT_META_MAGIC);
     b.extend_from_slice(&VERSION.to_le_bytes());
     b.extend_from_slice(&m.snapshot.index.to_le_bytes());
@@ -153,7 +154,11 @@ pub(crate) fn decode_meta(bytes: &[u8]) -> Result<MetaFile, &'static str> {
         snapshot: SnapshotMeta {
             index: u64_at(c, 0),
             term: u64_at(c, 8),
-            membership: Membership { voters, learners },
+            membership: Membership {
+                voters,
+                learners,
+                ..Membership::EMPTY
+            },
         },
         first_segment_seq: u64_at(c, 16),
     })

@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use tinyraft::limits::VOTERS_MAX;
+use tinyraft::limits::{PEERS_MAX, VOTERS_MAX};
 use tinyraft::{Membership, SnapshotMeta};
 
 use super::error::FileStorageError;
@@ -35,13 +35,15 @@ pub(crate) const REFUSED_SUFFIX: &str = ".corrupt";
 
 const HEADER_MAGIC: [u8; 8] = *b"tnyrfsnh";
 const TRAILER_MAGIC: [u8; 8] = *b"tnyrfsnt";
-/// Version of the snapshot file layout; another version is refused, not guessed at.
-const VERSION: u32 = 1;
+/// Version of the snapshot file layout; another version is refused, not guessed at. Version 2
+/// added the outgoing voters of a joint configuration.
+const VERSION: u32 = 2;
 
 /// Metadata bytes without membership: index, term, first segment.
 const BODY_FIXED_LEN: usize = 8 + 8 + 8;
-/// Metadata bytes at most: the fixed part, two counts and up to `VOTERS_MAX` ids in each list.
-const BODY_LEN_MAX: usize = BODY_FIXED_LEN + 2 + 2 * 8 * VOTERS_MAX;
+/// Metadata bytes at most: the fixed part, three counts, and the ids of voters and outgoing
+/// voters (`VOTERS_MAX` each) and learners (`PEERS_MAX`).
+const BODY_LEN_MAX: usize = BODY_FIXED_LEN + 3 + 8 * (2 * VOTERS_MAX + PEERS_MAX);
 /// Header bytes before the metadata: magic, version, generation.
 const HEADER_PREFIX_LEN: usize = 8 + 4 + 8;
 /// Largest header: prefix, metadata, crc.
@@ -122,6 +124,7 @@ fn encode_body(out: &mut Vec<u8>, h: &SnapshotHeader) {
     out.extend_from_slice(&h.first_segment_seq.to_le_bytes());
     push_ids(out, &h.meta.membership.voters);
     push_ids(out, &h.meta.membership.learners);
+    push_ids(out, &h.meta.membership.outgoing);
 }
 
 /// Decodes the metadata at the start of `c` and advances `c` past it.
@@ -134,14 +137,18 @@ fn decode_body(c: &mut &[u8], gen: u64) -> Result<SnapshotHeader, &'static str> 
         return Err("snapshot index out of range");
     }
     *c = &c[BODY_FIXED_LEN..];
-    let voters = take_ids(c)?;
-    let learners = take_ids(c)?;
+    let membership = Membership {
+        voters: take_ids(c)?,
+        learners: take_ids(c)?,
+        outgoing: take_ids(c)?,
+    };
+    membership.validate()?;
     Ok(SnapshotHeader {
         gen,
         meta: SnapshotMeta {
             index,
             term,
-            membership: Membership { voters, learners },
+            membership,
         },
         first_segment_seq,
     })

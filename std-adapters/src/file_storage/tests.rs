@@ -881,7 +881,12 @@ fn snapshot_roundtrip_and_reopen() {
     append_range(&mut s, 31, 50, 2);
     s.sync().unwrap();
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let m = voters(&[1, 2, 3]);
+    // A joint configuration with learners: every list must survive.
+    let m = Membership {
+        outgoing: heapless::Vec::from_slice(&[1, 2, 3]).unwrap(),
+        learners: heapless::Vec::from_slice(&[5, 6]).unwrap(),
+        ..voters(&[2, 3, 4])
+    };
     snap(&mut s, 40, 2, &m, &data);
     let check = |s: &FileStorage| {
         let meta = s.snapshot_meta();

@@ -609,6 +609,7 @@ impl NodeRuntime {
             first_index: self.raw.first_index(),
             last_index: self.raw.last_index(),
             voters: m.voters.clone(),
+            outgoing: m.outgoing.clone(),
             learners: m.learners.clone(),
             keys: self.kv.map().len() as u64,
             ready_rounds: self.stats.ready_rounds,

@@ -1,0 +1,426 @@
+//! Membership changes: single-server steps, joint consensus with automatic leave, learners and
+//! their promotion, a removed leader stepping down, capacity errors, and the configuration
+//! surviving restarts and snapshots (TinyKV 3A's add/remove behaviours and more).
+
+mod harness;
+use harness::*;
+
+use tinyraft::{
+    ConfChange, ConfChangeError, ConfChangeMode, Membership, NodeId, Role, Storage, TransferError,
+};
+
+use ConfChange::{AddLearner, AddVoter, Remove};
+
+fn voters(net: &Network, id: NodeId) -> Vec<NodeId> {
+    let mut v = net.node(id).membership().voters.to_vec();
+    v.sort_unstable();
+    v
+}
+
+fn joint_change(net: &mut Network, id: NodeId, changes: &[ConfChange]) {
+    net.node_mut(id)
+        .propose_conf_change(changes, ConfChangeMode::Auto, b"")
+        .expect("accepted");
+    net.settle();
+}
+
+/// A joining node (no configuration) added as a voter gets the whole log, learns the
+/// configuration from it, and from then on counts: with four voters, two down block commits.
+#[test]
+fn add_a_voter() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    let l = net.elect(100).unwrap();
+    net.propose(l, b"before");
+    net.conf_change(l, &[AddVoter(4)]);
+    for id in 1..=4 {
+        assert_eq!(voters(&net, id), vec![1, 2, 3, 4], "node {id}");
+    }
+    let last = net.node(l).last_index();
+    assert_eq!(net.node(4).committed(), last);
+    assert_eq!(net.node(4).applied(), last);
+    // Quorum is now 3 of 4: with two followers cut off the leader cannot commit.
+    let cut: Vec<NodeId> = (1..=4).filter(|&i| i != l).take(2).collect();
+    for &c in &cut {
+        net.isolate(c);
+    }
+    let i = net.propose(l, b"needs three");
+    assert!(net.node(l).committed() < i);
+    net.recover();
+    net.tick();
+    assert!(net.node(l).committed() >= i);
+}
+
+/// TinyKV TestCommitAfterRemoveNode3A: an entry proposed while the removal of the other voter
+/// of a two-voter cluster is pending commits with the leader alone once the removal applies.
+#[test]
+fn commit_after_removing_a_node() {
+    let mut n = node(1, &[1, 2]);
+    make_leader(&mut n);
+    let term = n.term();
+    // The leader's first entry must be applied before a change is accepted.
+    let noop = n.last_index();
+    n.step_bytes(&append_ok(2, 1, term, noop)).unwrap();
+    round(&mut n);
+    let rm = n
+        .propose_conf_change(&[Remove(2)], ConfChangeMode::Auto, b"")
+        .unwrap();
+    assert!(round(&mut n).committed.is_empty(), "nothing commits alone");
+    let hello = n.propose(b"hello").unwrap();
+    assert!(round(&mut n).committed.is_empty());
+    // Node 2 acknowledges up to the removal only: that commits it, and applying it shrinks
+    // the quorum to the leader itself.
+    n.step_bytes(&append_ok(2, 1, term, rm)).unwrap();
+    let r = round(&mut n);
+    assert_eq!(r.committed.last().map(|e| e.index), Some(rm));
+    assert_eq!(n.membership().voters.as_slice(), &[1]);
+    let r = round(&mut n);
+    let data: Vec<&[u8]> = r.committed.iter().map(|e| &e.data[..]).collect();
+    assert_eq!(r.committed.first().map(|e| e.index), Some(hello));
+    assert_eq!(data, vec![&b"hello"[..]]);
+}
+
+/// §4.2.2: a leader that removes itself steps down once the change commits, and hands over at
+/// once (no election timeout): a new leader exists before any tick.
+#[test]
+fn removed_leader_steps_down_and_hands_over() {
+    let mut net = Network::with_config(3, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    let l = net.elect(100).unwrap();
+    net.propose(l, b"x");
+    let term = net.node(l).term();
+    net.conf_change(l, &[Remove(l)]);
+    assert_ne!(net.node(l).role(), Role::Leader);
+    assert!(!net.node(l).membership().contains(l));
+    let heir = net.leader().expect("a successor without waiting");
+    assert_ne!(heir, l);
+    assert!(net.node(heir).term() > term);
+    let i = net.propose(heir, b"two voters");
+    net.isolate(l);
+    assert!(net.node(heir).committed() >= i);
+    // The removed node never campaigns.
+    let campaigns = net.node(l).stats().campaigns;
+    net.ticks(50);
+    assert_eq!(net.node(l).stats().campaigns, campaigns);
+}
+
+/// A learner receives and applies the log but neither votes nor counts towards a quorum; once
+/// promoted, it does both.
+#[test]
+fn learner_replicates_without_voting_then_is_promoted() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    let l = net.elect(100).unwrap();
+    net.conf_change(l, &[AddLearner(4)]);
+    let i = net.propose(l, b"to the learner");
+    assert!(net.node(4).applied() >= i);
+    assert!(net.node(l).membership().is_learner(4));
+    // Its acks do not make a quorum: cut two voters off and nothing commits.
+    let others: Vec<NodeId> = (1..=3).filter(|&v| v != l).collect();
+    for &o in &others {
+        net.isolate(o);
+    }
+    let j = net.propose(l, b"no quorum");
+    assert!(net.node(4).last_index() >= j, "the learner has it");
+    assert!(net.node(l).committed() < j);
+    // Cut off from everyone, it never campaigns.
+    net.recover();
+    net.isolate(4);
+    net.ticks(60);
+    assert_eq!(net.node(4).stats().campaigns, 0);
+    net.recover();
+    net.tick();
+    let l = net.elect(100).unwrap();
+    net.conf_change(l, &[AddVoter(4)]);
+    assert!(net.node(4).membership().is_voter(4));
+    // Now 4 counts: with 4 and the leader and one more, a commit goes through.
+    let cut = (1..=3).find(|&v| v != l).unwrap();
+    net.isolate(cut);
+    let k = net.propose(l, b"with 4");
+    assert!(net.node(l).committed() >= k);
+}
+
+/// §4.3: changing two voters at once goes through C_old,new, where both majorities are needed,
+/// and the leader leaves it by itself.
+#[test]
+fn joint_consensus_needs_both_majorities_and_leaves_automatically() {
+    let mut net = Network::with_joiners(3, 5, |_| {});
+    net.campaign(3);
+    assert_eq!(net.leader(), Some(3));
+    net.propose(3, b"x");
+    // Hold node 3's messages to 4 and 5 back right after the joint entry: the joint entry
+    // commits with the old majority only if the new one also has it.
+    net.isolate(4);
+    net.isolate(5);
+    let joint = net
+        .node_mut(3)
+        .propose_conf_change(
+            &[AddVoter(4), AddVoter(5), Remove(1), Remove(2)],
+            ConfChangeMode::Auto,
+            b"",
+        )
+        .unwrap();
+    net.settle();
+    // Old majority {1,2,3} has it: it commits (the old configuration decides), applies, and
+    // the leader is now joint.
+    let m = net.node(3).membership().clone();
+    assert!(m.is_joint(), "{m:?}");
+    assert!(net.node(3).committed() >= joint);
+    // In C_old,new a new entry needs {3,4,5} too: with 4 and 5 cut off it cannot commit.
+    let i = net.node_mut(3).propose(b"needs both").unwrap();
+    net.settle();
+    assert!(net.node(3).committed() < i);
+    net.recover();
+    net.tick();
+    net.settle();
+    assert!(net.node(3).committed() >= i);
+    for id in [3, 4, 5] {
+        let m = net.node(id).membership();
+        assert!(
+            !m.is_joint(),
+            "node {id} left the joint configuration: {m:?}"
+        );
+        assert_eq!(voters(&net, id), vec![3, 4, 5], "node {id}");
+    }
+    // The removed nodes are out: the new configuration commits without them.
+    net.isolate(1);
+    net.isolate(2);
+    let j = net.propose(3, b"new config");
+    assert!(net.node(3).committed() >= j);
+}
+
+/// Replacing the leader through a joint change: it leads through C_old,new (it is still an
+/// old voter) and steps down when the leave entry applies.
+#[test]
+fn joint_change_removing_the_leader() {
+    let mut net = Network::with_joiners(3, 5, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    net.campaign(1);
+    joint_change(
+        &mut net,
+        1,
+        &[AddVoter(4), AddVoter(5), Remove(1), Remove(2)],
+    );
+    let l = net.elect(100).expect("a leader of the new configuration");
+    assert!([3, 4, 5].contains(&l), "leader {l}");
+    assert_ne!(net.node(1).role(), Role::Leader);
+    for id in [3, 4, 5] {
+        assert_eq!(voters(&net, id), vec![3, 4, 5]);
+        assert!(!net.node(id).membership().is_joint());
+    }
+}
+
+/// One change at a time, and not before the new leader's first entry is applied.
+#[test]
+fn one_change_at_a_time() {
+    let mut net = Network::with_joiners(3, 5, |_| {});
+    net.node_mut(1).campaign();
+    // Elected, but its first entry is not committed yet.
+    for _ in 0..3 {
+        let msgs = round(net.node_mut(1)).messages;
+        for id in [2, 3] {
+            let n = net.node_mut(id);
+            for m in msgs.iter().filter(|m| m.to == id) {
+                n.step_bytes(&m.bytes).unwrap();
+            }
+            let replies = round(n).messages;
+            for r in replies {
+                net.node_mut(1).step_bytes(&r.bytes).unwrap();
+            }
+        }
+        if net.node(1).role() == Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(net.node(1).role(), Role::Leader);
+    assert_eq!(
+        net.node_mut(1)
+            .propose_conf_change(&[AddVoter(4)], ConfChangeMode::Auto, b""),
+        Err(ConfChangeError::Pending)
+    );
+    net.settle();
+    net.node_mut(1)
+        .propose_conf_change(&[AddVoter(4)], ConfChangeMode::Auto, b"")
+        .unwrap();
+    assert_eq!(
+        net.node_mut(1)
+            .propose_conf_change(&[AddVoter(5)], ConfChangeMode::Auto, b""),
+        Err(ConfChangeError::Pending)
+    );
+    net.settle();
+    net.conf_change(1, &[AddVoter(5)]);
+    assert_eq!(voters(&net, 1), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn refusals() {
+    let mut net = Network::new(3);
+    net.campaign(1);
+    assert_eq!(
+        net.node_mut(2)
+            .propose_conf_change(&[AddVoter(4)], ConfChangeMode::Auto, b""),
+        Err(ConfChangeError::NotLeader { leader: Some(1) })
+    );
+    let n = net.node_mut(1);
+    let too_long = [0u8; tinyraft::limits::CONF_CONTEXT_BYTES_MAX + 1];
+    assert_eq!(
+        n.propose_conf_change(&[AddVoter(4)], ConfChangeMode::Auto, &too_long),
+        Err(ConfChangeError::ContextTooLarge)
+    );
+    assert_eq!(
+        n.propose_conf_change(&[Remove(9)], ConfChangeMode::Auto, b""),
+        Err(ConfChangeError::NotMember(9))
+    );
+    assert_eq!(
+        n.propose_conf_change(&[AddVoter(2)], ConfChangeMode::Auto, b""),
+        Err(ConfChangeError::Unchanged)
+    );
+    // Beyond VOTERS_MAX.
+    let many: Vec<ConfChange> = (4..=8).map(AddVoter).collect();
+    assert_eq!(
+        n.propose_conf_change(&many, ConfChangeMode::Auto, b""),
+        Err(ConfChangeError::TooManyVoters)
+    );
+    // Nothing was appended by any refusal.
+    let last = n.last_index();
+    assert_eq!(n.committed(), last);
+    // A transfer blocks changes; a removed node cannot be a transfer target.
+    n.transfer_leader(3).unwrap();
+    assert_eq!(
+        n.propose_conf_change(&[AddVoter(4)], ConfChangeMode::Auto, b""),
+        Err(ConfChangeError::Transferring)
+    );
+    net.settle();
+    let l = net.leader().unwrap();
+    assert_eq!(l, 3);
+    net.conf_change(3, &[Remove(2)]);
+    assert_eq!(
+        net.node_mut(3).transfer_leader(2),
+        Err(TransferError::NotVoter(2))
+    );
+}
+
+/// The configuration survives a restart: from the log (replayed on apply), and from a
+/// snapshot's metadata once the log was compacted.
+#[test]
+fn configuration_survives_restart_and_compaction() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    let l = net.elect(100).unwrap();
+    net.conf_change(l, &[AddVoter(4)]);
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    net.crash(f);
+    net.restart(f);
+    net.settle();
+    assert_eq!(voters(&net, f), vec![1, 2, 3, 4], "replayed from the log");
+
+    // Compact everything (snapshot at applied), restart: the snapshot carries it.
+    for id in 1..=4 {
+        let n = net.nodes[id - 1].as_mut().unwrap();
+        let sm = &mut net.sms[id - 1];
+        n.take_snapshot(&**sm).unwrap();
+        assert!(n.storage().snapshot_meta().membership.is_voter(4));
+    }
+    net.crash(4);
+    net.restart(4);
+    net.settle();
+    assert_eq!(
+        voters(&net, 4),
+        vec![1, 2, 3, 4],
+        "restored from the snapshot"
+    );
+}
+
+/// A node does not campaign while a committed configuration entry waits to be applied: it
+/// could be campaigning in a configuration the cluster has left.
+#[test]
+fn no_campaign_with_an_unapplied_configuration() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    let l = net.elect(100).unwrap();
+    net.conf_change(l, &[AddVoter(4)]);
+    net.tick(); // tells followers the commit index in a heartbeat
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    net.crash(f);
+    net.restart(f);
+    // Restarted: the committed configuration entry is in its log, not applied yet.
+    let n = net.node_mut(f);
+    assert!(n.committed() > n.applied());
+    let before = n.stats().campaigns;
+    n.campaign();
+    assert_eq!(n.stats().campaigns, before, "refused to campaign");
+    net.settle();
+    let n = net.node_mut(f);
+    n.campaign();
+    assert_eq!(n.stats().campaigns, before + 1, "campaigns once applied");
+}
+
+/// A node added after the log was compacted catches up by snapshot, and learns the
+/// configuration from its metadata.
+#[test]
+fn a_new_node_catches_up_by_snapshot() {
+    let mut net = Network::with_joiners(3, 4, |c| c.compact_after = 5);
+    let l = net.elect(100).unwrap();
+    for i in 0..20u8 {
+        net.propose(l, &[b'k', i]);
+    }
+    assert!(net.node(l).first_index() > 1, "compacted");
+    net.conf_change(l, &[AddLearner(4)]);
+    net.tick();
+    assert_eq!(net.node(4).applied(), net.node(l).applied());
+    assert!(net.node(4).membership().is_learner(4));
+    assert_eq!(
+        net.sms[3].applied_index(),
+        net.sms[l as usize - 1].applied_index()
+    );
+}
+
+/// A member ignores a stranger; a joining node follows whoever leads.
+#[test]
+fn strangers_are_refused_unless_joining() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    net.campaign(1);
+    let hb = heartbeat(4, 2, net.node(2).term(), 0, 0);
+    assert!(matches!(
+        net.node_mut(2).step_bytes(&hb),
+        Err(tinyraft::Error::UnknownPeer(4))
+    ));
+    let hb = heartbeat(1, 4, net.node(1).term(), 0, 0);
+    net.node_mut(4).step_bytes(&hb).unwrap();
+    assert_eq!(net.node(4).leader(), Some(1));
+    assert_eq!(*net.node(4).membership(), Membership::EMPTY);
+}
+
+/// In C_old,new the old majority is needed too: with the removed voters receiving nothing past
+/// the joint entry, the leave entry (acknowledged by the whole new half) does not commit.
+#[test]
+fn joint_configuration_needs_the_old_majority_too() {
+    let mut net = Network::with_joiners(3, 5, |_| {});
+    net.campaign(3);
+    net.propose(3, b"x");
+    let joint = net.node(3).last_index() + 1;
+    net.filter = Some(Box::new(move |s, _| {
+        let past_joint = matches!(s.msg().body,
+            tinyraft::Body::Append { ref entries, .. } if entries.iter().any(|e| e.index > joint));
+        !(matches!(s.to, 1 | 2) && past_joint)
+    }));
+    joint_change(
+        &mut net,
+        3,
+        &[AddVoter(4), AddVoter(5), Remove(1), Remove(2)],
+    );
+    net.ticks(3);
+    let m = net.node(3).membership().clone();
+    assert!(m.is_joint(), "still joint: {m:?}");
+    let leave = joint + 1;
+    assert!(net.node(4).last_index() >= leave && net.node(5).last_index() >= leave);
+    assert_eq!(
+        net.node(3).committed(),
+        joint,
+        "the new half alone does not commit"
+    );
+    net.recover();
+    net.tick();
+    assert!(net.node(3).committed() >= leave);
+    assert!(!net.node(3).membership().is_joint());
+}
