@@ -10,6 +10,12 @@
 //! was refused before it reached a log. It is not definite when some attempt may have been
 //! proposed (no reply came, or the leader lost leadership after proposing): the write may
 //! still commit.
+//!
+//! The same client also administers the cluster: membership changes
+//! ([`KvClient::change_members`]), leadership transfer ([`KvClient::transfer_leader`]) and the
+//! leader's view of replication ([`KvClient::leader_view`]). A change the leader asks to retry
+//! (another change is still being applied, the cluster is leaving a joint configuration) is
+//! retried until the operation's deadline.
 
 use std::fmt;
 use std::io;
@@ -17,8 +23,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tinyraft::kv::{Command, KvError, Request, Response, SCAN_PAIRS_MAX};
+use tinyraft::{ConfChange, Index, NodeId};
 
-use crate::protocol::{self, ClientReply, ClientRequest, NodeStatus, CLIENT_MESSAGE_BYTES_MAX};
+use crate::protocol::{
+    self, ClientReply, ClientRequest, LeaderView, MembersView, NodeStatus, Refusal,
+    CLIENT_MESSAGE_BYTES_MAX,
+};
 use crate::udp::{ClusterKey, UdpClientConfig, UdpClientSocket};
 
 /// Why an operation failed.
@@ -40,6 +50,13 @@ pub enum ClientError {
     },
     /// The node could not understand the request; it was not proposed.
     Invalid(String),
+    /// The leader refused an administrative request; nothing was proposed.
+    Refused {
+        /// What kind of refusal.
+        refusal: Refusal,
+        /// The leader's reason.
+        message: String,
+    },
     /// The client's socket failed.
     Io(io::Error),
 }
@@ -49,7 +66,7 @@ impl ClientError {
     pub fn is_definite(&self) -> bool {
         match self {
             ClientError::Timeout { definite } | ClientError::Kv { definite, .. } => *definite,
-            ClientError::Invalid(_) => true,
+            ClientError::Invalid(_) | ClientError::Refused { .. } => true,
             ClientError::Io(_) => false,
         }
     }
@@ -60,6 +77,13 @@ impl ClientError {
             ClientError::Timeout { .. } => "timeout".into(),
             ClientError::Kv { error, .. } => kv_error_code(*error).into(),
             ClientError::Invalid(_) => "invalid".into(),
+            ClientError::Refused { refusal, .. } => match refusal {
+                Refusal::Retry => "busy",
+                Refusal::Unchanged => "unchanged",
+                Refusal::NotMember => "not_member",
+                Refusal::Refused => "refused",
+            }
+            .into(),
             ClientError::Io(_) => "io".into(),
         }
     }
@@ -92,6 +116,7 @@ impl fmt::Display for ClientError {
             }
             ClientError::Kv { error, .. } => write!(f, "refused by the store: {error}"),
             ClientError::Invalid(why) => write!(f, "invalid request: {why}"),
+            ClientError::Refused { message, .. } => write!(f, "refused by the leader: {message}"),
             ClientError::Io(e) => write!(f, "socket error: {e}"),
         }
     }
@@ -115,6 +140,22 @@ pub enum CasOutcome {
     Swapped,
     /// The value did not match; nothing changed.
     Mismatch,
+}
+
+/// Outcome of a membership change that did not fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembersOutcome {
+    /// The change was applied on the leader: this configuration, from the entry at `index`,
+    /// is in force.
+    Applied {
+        /// Index of the configuration entry.
+        index: Index,
+        /// The configuration.
+        members: MembersView,
+    },
+    /// The configuration already was as asked (perhaps by an earlier attempt of this very
+    /// change whose answer was lost).
+    AlreadySo,
 }
 
 /// A client of a tinyraft KV cluster.
@@ -165,6 +206,13 @@ impl KvClient {
     /// The nodes this client talks to.
     pub fn peers(&self) -> &[SocketAddr] {
         &self.peers
+    }
+
+    /// Adds a node to talk to (a client also learns the leader's address from redirects).
+    pub fn add_peer(&mut self, addr: SocketAddr) {
+        if !self.peers.contains(&addr) {
+            self.peers.push(addr);
+        }
     }
 
     /// This client's id.
@@ -293,35 +341,147 @@ impl KvClient {
 
         let deadline = Instant::now() + self.op_timeout;
         let mut maybe_proposed = false;
+        match self.call(n, nonce, write, deadline, &mut maybe_proposed)? {
+            ClientReply::Kv { response, .. } => match response {
+                Response::Err(error) => Err(ClientError::Kv {
+                    error,
+                    // Expired/stale sessions refuse this copy, but an earlier copy of the
+                    // same write may have been applied.
+                    definite: !(matches!(error, KvError::SessionExpired | KvError::Stale)
+                        || write && maybe_proposed),
+                }),
+                r => Ok(r),
+            },
+            ClientReply::Invalid { reason, .. } => Err(ClientError::Invalid(reason)),
+            other => Err(ClientError::Invalid(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Changes the membership: `changes` together (one step if at most one voter changes,
+    /// else through a joint configuration), with the addresses of the nodes they add.
+    /// Returns once the change is applied on the leader (a joint one: once the cluster has
+    /// left the joint configuration). A leader busy with another change is asked again until
+    /// [`KvClient::op_timeout`].
+    pub fn change_members(
+        &mut self,
+        changes: &[ConfChange],
+        addrs: &[(NodeId, SocketAddr)],
+    ) -> Result<MembersOutcome, ClientError> {
+        self.nonce += 1;
+        let nonce = self.nonce;
+        let msg = ClientRequest::ChangeMembers {
+            nonce,
+            changes: changes.to_vec(),
+            addrs: addrs.to_vec(),
+        };
+        let n = protocol::encode(&msg, &mut self.msg_buf)
+            .ok_or_else(|| ClientError::Invalid("request too large".into()))?;
+        let deadline = Instant::now() + self.op_timeout;
+        let mut maybe_proposed = false;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.call(n, nonce, true, deadline, &mut maybe_proposed)? {
+                ClientReply::Members { index, members, .. } => {
+                    return Ok(MembersOutcome::Applied { index, members })
+                }
+                ClientReply::AdminRefused {
+                    refusal, message, ..
+                } => {
+                    let all_removals = changes.iter().all(|c| matches!(c, ConfChange::Remove(_)));
+                    match refusal {
+                        Refusal::Unchanged => return Ok(MembersOutcome::AlreadySo),
+                        // An earlier attempt, whose answer was lost, removed it.
+                        Refusal::NotMember if maybe_proposed && all_removals => {
+                            return Ok(MembersOutcome::AlreadySo)
+                        }
+                        Refusal::Retry if Instant::now() + backoff < deadline => {
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_millis(200));
+                        }
+                        Refusal::Retry if maybe_proposed => {
+                            return Err(ClientError::Timeout { definite: false })
+                        }
+                        _ => return Err(ClientError::Refused { refusal, message }),
+                    }
+                }
+                ClientReply::Invalid { reason, .. } => return Err(ClientError::Invalid(reason)),
+                other => return Err(ClientError::Invalid(format!("unexpected reply {other:?}"))),
+            }
+        }
+    }
+
+    /// Asks the leader to hand leadership to `to`. Returns once the transfer has started;
+    /// watch the nodes' status to see it complete (a target that does not take over within
+    /// an election timeout makes the leader give up and keep leading).
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), ClientError> {
+        self.nonce += 1;
+        let nonce = self.nonce;
+        let n = protocol::encode(
+            &ClientRequest::TransferLeader { nonce, to },
+            &mut self.msg_buf,
+        )
+        .ok_or_else(|| ClientError::Invalid("request too large".into()))?;
+        let deadline = Instant::now() + self.op_timeout;
+        let mut maybe_started = false;
+        match self.call(n, nonce, true, deadline, &mut maybe_started)? {
+            ClientReply::TransferStarted { .. } => Ok(()),
+            ClientReply::AdminRefused {
+                refusal, message, ..
+            } => Err(ClientError::Refused { refusal, message }),
+            ClientReply::Invalid { reason, .. } => Err(ClientError::Invalid(reason)),
+            other => Err(ClientError::Invalid(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The leader's view: its configuration, and how far each member's log matches its own.
+    pub fn leader_view(&mut self) -> Result<LeaderView, ClientError> {
+        self.nonce += 1;
+        let nonce = self.nonce;
+        let n = protocol::encode(&ClientRequest::LeaderView { nonce }, &mut self.msg_buf)
+            .ok_or_else(|| ClientError::Invalid("request too large".into()))?;
+        let deadline = Instant::now() + self.op_timeout;
+        let mut unused = false;
+        match self.call(n, nonce, false, deadline, &mut unused)? {
+            ClientReply::LeaderView { view, .. } => Ok(view),
+            ClientReply::Invalid { reason, .. } => Err(ClientError::Invalid(reason)),
+            other => Err(ClientError::Invalid(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Sends the request in `msg_buf[..n]` until a node gives an answer other than a redirect
+    /// or "busy", or `deadline` passes. Finds the leader on the way. `maybe_proposed` is set
+    /// once an attempt of a `write` may have reached a log (no answer, or a leader that lost
+    /// leadership after proposing it); a timeout is definite unless it is set.
+    fn call(
+        &mut self,
+        n: usize,
+        nonce: u64,
+        write: bool,
+        deadline: Instant,
+        maybe_proposed: &mut bool,
+    ) -> Result<ClientReply, ClientError> {
         let mut backoff = Duration::from_millis(5);
         loop {
             if Instant::now() >= deadline {
                 return Err(ClientError::Timeout {
-                    definite: !(write && maybe_proposed),
+                    definite: !(write && *maybe_proposed),
                 });
             }
             let to = self.peers[self.target];
             let _ = self.sock.send_request(to, &self.msg_buf[..n]);
             let attempt_deadline = (Instant::now() + self.attempt_timeout).min(deadline);
             match self.wait_reply(nonce, attempt_deadline)? {
-                Some(ClientReply::Kv { response, .. }) => {
-                    return match response {
-                        Response::Err(error) => Err(ClientError::Kv {
-                            error,
-                            // Expired/stale sessions refuse this copy, but an earlier copy
-                            // of the same write may have been applied.
-                            definite: !(matches!(error, KvError::SessionExpired | KvError::Stale)
-                                || write && maybe_proposed),
-                        }),
-                        r => Ok(r),
-                    };
-                }
                 Some(ClientReply::Redirect {
                     leader_addr,
                     proposed,
                     ..
                 }) => {
-                    maybe_proposed |= proposed;
+                    *maybe_proposed |= proposed;
+                    // A leader this client was not told about (added to the cluster later)
+                    // is learned from the redirect.
+                    if let Some(a) = leader_addr {
+                        self.add_peer(a);
+                    }
                     match leader_addr.and_then(|a| self.peers.iter().position(|&p| p == a)) {
                         Some(i) if i != self.target => self.target = i,
                         _ => {
@@ -337,13 +497,11 @@ impl KvClient {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                 }
-                Some(ClientReply::Invalid { reason, .. }) => {
-                    return Err(ClientError::Invalid(reason))
-                }
                 Some(ClientReply::Status { .. }) => {}
+                Some(reply) => return Ok(reply),
                 None => {
                     // No answer: the request or the reply was lost, or the node is down.
-                    maybe_proposed |= write;
+                    *maybe_proposed |= write;
                     self.target = (self.target + 1) % self.peers.len();
                 }
             }

@@ -17,7 +17,7 @@ pub mod runtime;
 pub mod sync;
 pub mod udp;
 
-pub use client::{CasOutcome, ClientError, KvClient};
+pub use client::{CasOutcome, ClientError, KvClient, MembersOutcome};
 pub use file_storage::{FileStorage, FileStorageError, FileStorageOptions, FileStorageStats};
 pub use runtime::{NodeOptions, NodeRuntime, RuntimeError};
 pub use udp::{

@@ -22,6 +22,18 @@
 //!
 //! The state shared with other threads is only the [`Shutdown`] flag and the published
 //! [`NodeStatus`] (see [`crate::sync`], modelled with loom).
+//!
+//! # Membership
+//!
+//! The leader serves membership changes and leadership transfers (see [`crate::protocol`]):
+//! a change becomes a configuration entry whose context carries the added nodes' addresses,
+//! and is answered once that entry is applied (for a joint change, once the entry that leaves
+//! the joint configuration is). Every node, on applying a configuration entry, updates its
+//! address book and its socket's peers from it ([`members`]). A node started with
+//! [`NodeOptions::join`] has an empty configuration: it waits, never campaigning, until a
+//! leader adds it and sends it the log.
+
+pub mod members;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,13 +44,18 @@ use std::time::{Duration, Instant};
 
 use tinyraft::kv::{HashKvMap, KvMap, KvStore, Request, Response};
 use tinyraft::{
-    Config, EntryKind, Index, NodeId, ProposeErrorKind, RawNode, ReadError, Role, Transport,
+    ConfChange, ConfChangeError, ConfChangeMode, Config, ConfigEntry, EntryKind, Index, Membership,
+    NodeId, ProposeErrorKind, RawNode, ReadError, Role, TransferError, Transport,
 };
 
 use crate::file_storage::{FileStorage, FileStorageError, FileStorageOptions};
-use crate::protocol::{self, ClientReply, ClientRequest, NodeStatus, CLIENT_MESSAGE_BYTES_MAX};
+use crate::protocol::{
+    self, ClientReply, ClientRequest, LeaderView, MembersView, NodeStatus, PeerView, Refusal,
+    CLIENT_MESSAGE_BYTES_MAX,
+};
 use crate::sync::{Shutdown, StatusCell};
 use crate::udp::{ClusterKey, Incoming, UdpConfig, UdpTransport};
+use members::{AddressBook, PendingChange};
 
 /// Encoded messages waiting between two ready rounds, in bytes.
 pub const OUTBOX_BYTES: usize = 512 * 1024;
@@ -61,8 +78,14 @@ pub type NodeKv = KvStore<HashKvMap, SESSIONS_MAX>;
 pub struct NodeOptions {
     /// This node's id.
     pub id: NodeId,
-    /// Every voter of the cluster (this node included) and its address.
+    /// Nodes and their addresses, this node included. Without `join`, these are the voters
+    /// of a new cluster; either way they are the addresses the node starts with (it learns
+    /// those of nodes added later from the log).
     pub peers: Vec<(NodeId, SocketAddr)>,
+    /// Start with an empty configuration and wait to be added by a cluster's leader, instead
+    /// of bootstrapping a cluster of `peers`. Only matters for a new data directory: once a
+    /// node has a configuration on disk, that is what it uses.
+    pub join: bool,
     /// Where the log lives.
     pub data_dir: PathBuf,
     /// The cluster key every datagram is authenticated with.
@@ -98,6 +121,7 @@ impl NodeOptions {
         Self {
             id,
             peers,
+            join: false,
             data_dir,
             key,
             cluster_id: 0x7469_6e79_7261_6674, // "tinyraft"
@@ -192,7 +216,19 @@ pub struct NodeRuntime {
     raw: Box<NodeRaw>,
     kv: Box<NodeKv>,
     udp: UdpTransport,
-    peers: Vec<(NodeId, SocketAddr)>,
+    /// Where the members are (see [`members`]).
+    book: AddressBook,
+    /// The configuration as of the last entry this runtime applied (the core switches at
+    /// `advance`; this is what the address book follows).
+    membership: Membership,
+    /// Membership changes waiting to apply before they are answered (leader only).
+    changes: Vec<PendingChange>,
+    /// Configuration entries applied in the current ready round, copied out of the log.
+    applied_configs: Vec<(Index, Vec<u8>)>,
+    /// How long a removed member's address is kept (two election timeouts).
+    forget_after: Duration,
+    /// The commit index found on disk at start: configuration entries up to it are replayed.
+    replay_until: Index,
     tick: Duration,
     next_tick: Instant,
     writes: HashMap<Index, PendingWrite>,
@@ -225,8 +261,18 @@ impl NodeRuntime {
             .ok_or_else(|| {
                 RuntimeError::Config(format!("node {} is not in --peers", options.id))
             })?;
+        // A joining node may list more nodes than a cluster has voters; only a bootstrapping
+        // node's list is a configuration.
+        let voters = if options.join {
+            &[options.id][..]
+        } else {
+            &ids
+        };
         let mut config =
-            Config::new(options.id, &ids).map_err(|e| RuntimeError::Config(e.to_string()))?;
+            Config::new(options.id, voters).map_err(|e| RuntimeError::Config(e.to_string()))?;
+        if options.join {
+            config.bootstrap = Membership::EMPTY;
+        }
         config.election_ticks = options.election_ticks;
         config.heartbeat_ticks = options.heartbeat_ticks;
         config.lease_reads = options.lease_reads;
@@ -236,7 +282,11 @@ impl NodeRuntime {
             .validate(OUTBOX_BYTES)
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
 
-        let storage_options = FileStorageOptions::default().segment_bytes(options.segment_bytes);
+        // The starting configuration is persisted with a new data directory, so a restart
+        // uses what is on disk (and what the log changed since), never the flags.
+        let storage_options = FileStorageOptions::default()
+            .segment_bytes(options.segment_bytes)
+            .bootstrap_membership(config.bootstrap.clone());
         let storage = FileStorage::open(&options.data_dir, storage_options)?;
         let keys_max = options.keys_max;
         let (raw, kv) = build_on_big_stack(move || {
@@ -248,15 +298,24 @@ impl NodeRuntime {
             Ok((Box::new(raw), Box::new(kv)))
         })?;
 
+        let book = AddressBook::open(&options.data_dir, options.id, &options.peers)
+            .map_err(|e| RuntimeError::Config(format!("address book: {e}")))?;
         let mut udp_config = UdpConfig::new(options.id, bind, options.cluster_id, options.key);
-        udp_config.peers = options.peers.clone();
+        udp_config.peers = book.entries().to_vec();
         let udp = UdpTransport::bind(udp_config)?;
+        let membership = raw.membership().clone();
+        let replay_until = raw.committed();
 
         Ok(Self {
             raw,
             kv,
             udp,
-            peers: options.peers,
+            book,
+            membership,
+            changes: Vec::new(),
+            applied_configs: Vec::new(),
+            forget_after: options.tick * options.election_ticks * 2,
+            replay_until,
             tick: options.tick,
             next_tick: Instant::now() + options.tick,
             writes: HashMap::with_capacity(CLIENTS_PENDING_MAX),
@@ -362,6 +421,7 @@ impl NodeRuntime {
             }
         }
         self.process_ready()?;
+        self.forget_removed();
         if now.duration_since(self.last_published) >= Duration::from_millis(100) {
             self.last_published = now;
             self.status.publish(self.node_status());
@@ -370,8 +430,7 @@ impl NodeRuntime {
     }
 
     fn leader_addr(&self, leader: Option<NodeId>) -> Option<SocketAddr> {
-        let l = leader?;
-        self.peers.iter().find(|p| p.0 == l).map(|p| p.1)
+        self.book.get(leader?)
     }
 
     fn reply(&mut self, addr: SocketAddr, reply: &ClientReply) {
@@ -410,6 +469,15 @@ impl NodeRuntime {
                 return self.reply(addr, &ClientReply::Status { nonce, status });
             }
             Some(ClientRequest::Kv { nonce, request }) => (nonce, request),
+            Some(ClientRequest::ChangeMembers {
+                nonce,
+                changes,
+                addrs,
+            }) => return self.change_members(addr, nonce, &changes, &addrs),
+            Some(ClientRequest::TransferLeader { nonce, to }) => {
+                return self.transfer_leader(addr, nonce, to)
+            }
+            Some(ClientRequest::LeaderView { nonce }) => return self.leader_view(addr, nonce),
             None => return self.reply(addr, &invalid(0, "undecodable client request")),
         };
         let req = match Request::decode(request) {
@@ -468,6 +536,235 @@ impl NodeRuntime {
         }
     }
 
+    fn refuse(&mut self, addr: SocketAddr, nonce: u64, refusal: Refusal, message: String) {
+        let reply = ClientReply::AdminRefused {
+            nonce,
+            refusal,
+            message,
+        };
+        self.reply(addr, &reply);
+    }
+
+    /// Proposes a membership change; the answer waits for it to apply (see
+    /// [`Self::apply_configs`]).
+    fn change_members(
+        &mut self,
+        addr: SocketAddr,
+        nonce: u64,
+        changes: &[ConfChange],
+        addrs: &[(NodeId, SocketAddr)],
+    ) {
+        if self.raw.role() != Role::Leader {
+            return self.redirect(addr, nonce, false);
+        }
+        // A retry of a change still in flight waits for it rather than proposing it again.
+        if self
+            .changes
+            .iter()
+            .any(|c| (c.addr, c.nonce) == (addr, nonce))
+        {
+            return;
+        }
+        let context = match self.change_context(changes, addrs) {
+            Ok(c) => c,
+            Err(why) => return self.refuse(addr, nonce, Refusal::Refused, why),
+        };
+        match self
+            .raw
+            .propose_conf_change(changes, ConfChangeMode::Auto, context.as_bytes())
+        {
+            Ok(index) => self.changes.push(PendingChange {
+                addr,
+                nonce,
+                index,
+                leaving: false,
+            }),
+            Err(ConfChangeError::NotLeader { .. }) => self.redirect(addr, nonce, false),
+            Err(
+                e @ (ConfChangeError::Pending
+                | ConfChangeError::InJoint
+                | ConfChangeError::Transferring
+                | ConfChangeError::Full),
+            ) => self.refuse(addr, nonce, Refusal::Retry, e.to_string()),
+            Err(e @ ConfChangeError::Unchanged) => {
+                self.refuse(addr, nonce, Refusal::Unchanged, e.to_string())
+            }
+            Err(e @ ConfChangeError::NotMember(_)) => {
+                self.refuse(addr, nonce, Refusal::NotMember, e.to_string())
+            }
+            Err(e) => self.refuse(addr, nonce, Refusal::Refused, e.to_string()),
+        }
+    }
+
+    /// The context of a change's configuration entry: the address of every node it adds
+    /// (given, or from this node's book), checked. `Err` says why the change is refused.
+    fn change_context(
+        &self,
+        changes: &[ConfChange],
+        addrs: &[(NodeId, SocketAddr)],
+    ) -> Result<String, String> {
+        let mut carried: Vec<(NodeId, SocketAddr)> = Vec::new();
+        for &(id, a) in addrs {
+            if let Some(why) = members::unusable_address(a) {
+                return Err(format!("address {a} of node {id}: {why}"));
+            }
+            if let Some(other) = self.book.id_at(a).filter(|&o| o != id) {
+                if self.membership.contains(other) || other == self.raw.id() {
+                    return Err(format!("address {a} is node {other}'s"));
+                }
+            }
+            if carried.iter().any(|c| c.0 == id || c.1 == a) {
+                return Err(format!("node {id} or address {a} given twice"));
+            }
+            carried.push((id, a));
+        }
+        for c in changes {
+            let (ConfChange::AddVoter(id) | ConfChange::AddLearner(id)) = *c else {
+                continue;
+            };
+            if self.membership.contains(id) || carried.iter().any(|c| c.0 == id) {
+                continue;
+            }
+            match self.book.get(id) {
+                Some(a) => carried.push((id, a)),
+                None => return Err(format!("no address known for node {id}: give one")),
+            }
+        }
+        let context = members::encode_context(&carried);
+        if context.len() > tinyraft::limits::CONF_CONTEXT_BYTES_MAX {
+            return Err(format!(
+                "addresses take {} bytes, more than a configuration entry carries ({})",
+                context.len(),
+                tinyraft::limits::CONF_CONTEXT_BYTES_MAX
+            ));
+        }
+        Ok(context)
+    }
+
+    fn transfer_leader(&mut self, addr: SocketAddr, nonce: u64, to: NodeId) {
+        match self.raw.transfer_leader(to) {
+            Ok(()) => self.reply(addr, &ClientReply::TransferStarted { nonce }),
+            Err(TransferError::NotLeader { .. }) => self.redirect(addr, nonce, false),
+            Err(TransferError::NotVoter(id)) => self.refuse(
+                addr,
+                nonce,
+                Refusal::Refused,
+                format!("node {id} is not a voter"),
+            ),
+        }
+    }
+
+    fn leader_view(&mut self, addr: SocketAddr, nonce: u64) {
+        if self.raw.role() != Role::Leader {
+            return self.redirect(addr, nonce, false);
+        }
+        let me = self.raw.id();
+        let m = self.raw.membership();
+        let mut ids: Vec<NodeId> = m.members().collect();
+        ids.sort_unstable();
+        let peers = ids
+            .into_iter()
+            .map(|id| PeerView {
+                id,
+                matched: if id == me {
+                    self.raw.last_index()
+                } else {
+                    self.raw.progress(id).map_or(0, |p| p.matched)
+                },
+                addr: self.book.get(id),
+            })
+            .collect();
+        let view = LeaderView {
+            id: me,
+            term: self.raw.term(),
+            commit: self.raw.committed(),
+            last_index: self.raw.last_index(),
+            members: MembersView::of(m),
+            peers,
+        };
+        self.reply(addr, &ClientReply::LeaderView { nonce, view });
+    }
+
+    /// Follows the configuration entries applied this round, in order: learns the addresses
+    /// they carry, schedules removed members' addresses to be forgotten, and answers the
+    /// changes they complete.
+    fn apply_configs(&mut self) {
+        let mut book_changed = false;
+        let configs = std::mem::take(&mut self.applied_configs);
+        for (index, data) in &configs {
+            let Ok(entry) = ConfigEntry::decode(data) else {
+                continue; // The core counts and skips it too.
+            };
+            let me = self.raw.id();
+            // Entries replayed after a restart do not override the command line (see
+            // [`members`]); entries committed since do.
+            let replayed = *index <= self.replay_until;
+            for (id, addr) in members::decode_context(entry.context) {
+                if id == me || (replayed && self.book.get(id).is_some()) {
+                    continue;
+                }
+                book_changed |= self.book.set(id, addr);
+                // Cannot fail: the id is neither 0 (not decoded) nor this node's.
+                let _ = self.udp.set_peer(id, addr);
+            }
+            let next = entry.membership;
+            let forget_at = Instant::now() + self.forget_after;
+            for id in self.membership.members().filter(|&id| !next.contains(id)) {
+                self.book.forget_at(id, forget_at);
+            }
+            for id in next.members() {
+                self.book.keep(id);
+            }
+            let view = MembersView::of(&next);
+            let joint = next.is_joint();
+            self.membership = next;
+            let mut done = Vec::new();
+            self.changes.retain_mut(|c| {
+                if c.index == *index || (c.leaving && c.index < *index) {
+                    if joint {
+                        c.leaving = true;
+                        return true;
+                    }
+                    done.push(*c);
+                    return false;
+                }
+                true
+            });
+            for c in done {
+                let reply = ClientReply::Members {
+                    nonce: c.nonce,
+                    index: *index,
+                    members: view.clone(),
+                };
+                self.reply(c.addr, &reply);
+            }
+        }
+        self.applied_configs = configs;
+        self.applied_configs.clear();
+        if book_changed {
+            self.save_book();
+        }
+    }
+
+    /// Drops the addresses of members removed long enough ago (see [`members`]).
+    fn forget_removed(&mut self) {
+        let gone = self.book.expire(Instant::now());
+        for &id in &gone {
+            self.udp.remove_peer(id);
+        }
+        if !gone.is_empty() {
+            self.save_book();
+        }
+    }
+
+    /// A failed save is not fatal: the log still holds the addresses until it is compacted,
+    /// and the next change saves the whole book again.
+    fn save_book(&self) {
+        if let Err(e) = self.book.save() {
+            eprintln!("node {}: cannot save the address book: {e}", self.raw.id());
+        }
+    }
+
     /// One ready round: persist (one sync), send, apply, answer.
     fn process_ready(&mut self) -> Result<(), RuntimeError> {
         if !self.raw.has_ready() {
@@ -506,14 +803,19 @@ impl NodeRuntime {
             let _ = self.udp.send(to, bytes);
         }
 
-        let (kv, writes, udp, buf, stats) = (
+        let (kv, writes, udp, buf, stats, configs) = (
             &mut self.kv,
             &mut self.writes,
             &mut self.udp,
             &mut self.reply_buf,
             &mut self.stats,
+            &mut self.applied_configs,
         );
         self.raw.committed_entries(&persisted, &mut |e| {
+            if e.kind == EntryKind::Config {
+                configs.push((e.index, e.data.to_vec()));
+                return;
+            }
             if e.kind != EntryKind::Normal || e.is_noop() {
                 return;
             }
@@ -544,6 +846,9 @@ impl NodeRuntime {
                 stats.client_replies += 1;
             }
         })?;
+        // Before `advance`: the core starts sending to a new member there, so its address must
+        // be known by then.
+        self.apply_configs();
         for rs in self.raw.read_states(&persisted) {
             if let Some(read) = self.reads.remove(&rs.request) {
                 self.confirmed.push((rs.index, read));
@@ -588,6 +893,11 @@ impl NodeRuntime {
         let writes: Vec<PendingWrite> = self.writes.drain().map(|(_, w)| w).collect();
         for w in writes {
             self.redirect(w.addr, w.nonce, true);
+        }
+        // A change proposed here may still be applied by the next leader.
+        let changes = std::mem::take(&mut self.changes);
+        for c in changes {
+            self.redirect(c.addr, c.nonce, true);
         }
         let reads: Vec<PendingRead> = self.reads.drain().map(|(_, r)| r).collect();
         let confirmed: Vec<PendingRead> = self.confirmed.drain(..).map(|(_, r)| r).collect();
