@@ -75,6 +75,58 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change the cluster's membership: add, remove or promote a node.
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Hand leadership to another voter and wait until it leads.
+    TransferLeader {
+        /// The voter that should lead.
+        #[arg(long)]
+        to: NodeId,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum MemberCmd {
+    /// Add a node (started with `tinyraft node --join`): as a learner, wait until it has
+    /// caught up, then promote it to voter. Prints the resulting configuration.
+    Add {
+        /// The new node's id.
+        #[arg(long)]
+        id: NodeId,
+        /// The new node's address (what it was started with in its own --peers).
+        #[arg(long, value_parser = resolve)]
+        addr: SocketAddr,
+        /// Leave it a learner (it receives the log but does not vote).
+        #[arg(long)]
+        learner: bool,
+        /// How long to wait for the learner to catch up before giving up on promoting it.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        catch_up_timeout: Duration,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a node (voter or learner). Prints the resulting configuration.
+    Remove {
+        /// The node to remove.
+        #[arg(long)]
+        id: NodeId,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a learner a voter, once it has caught up. Prints the resulting configuration.
+    Promote {
+        /// The learner to promote.
+        #[arg(long)]
+        id: NodeId,
+        /// How long to wait for the learner to catch up before giving up.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        catch_up_timeout: Duration,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `--peers 1=127.0.0.1:7001,2=127.0.0.1:7002,...`
@@ -135,9 +187,15 @@ pub(crate) struct NodeArgs {
     /// This node's id (must appear in --peers).
     #[arg(long)]
     pub(crate) id: NodeId,
-    /// Every node of the cluster: ID=HOST:PORT,...
+    /// Every node of the cluster: ID=HOST:PORT,... Without --join, a new data directory
+    /// starts a cluster whose voters are exactly these nodes.
     #[arg(long, value_parser = parse_node_peers)]
     pub(crate) peers: NodePeers,
+    /// Start with an empty configuration and wait to be added (`tinyraft member add`)
+    /// instead of starting a cluster of --peers. Only a new data directory is affected: a
+    /// node always restarts with the configuration on its disk.
+    #[arg(long)]
+    pub(crate) join: bool,
     /// Directory for this node's log (created if missing).
     #[arg(long)]
     pub(crate) data_dir: PathBuf,

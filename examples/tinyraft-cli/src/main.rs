@@ -1,16 +1,19 @@
-//! The `tinyraft` binary: run a node, talk to a cluster, or run the local demo.
+//! The `tinyraft` binary: run a node, talk to a cluster, administer it, or run the local
+//! demo.
 //!
-//! Exit codes of the one-shot client commands (`get`, `put`, `delete`, `cas`, `scan`):
+//! Exit codes of the one-shot client commands (`get`, `put`, `delete`, `cas`, `scan`) and of
+//! the administrative ones (`member add|remove|promote`, `transfer-leader`):
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | done (for `get`: the key exists) |
+//! | 0 | done (for `get`: the key exists; for `member`: also when the configuration already was as asked) |
 //! | 1 | `get`: the key is absent; `cas`: the current value did not match (nothing changed) |
-//! | 2 | usage error (bad arguments) |
-//! | 3 | failed, definitely not applied (refused: a limit, an invalid request, no leader) |
-//! | 4 | failed, outcome unknown (timed out after a write may have been proposed) |
+//! | 2 | usage error (bad arguments, e.g. an `--addr` that is not HOST:PORT) |
+//! | 3 | failed, definitely not applied (refused: a limit, an invalid request, not a member, not a voter, no leader; a learner that did not catch up and was not promoted) |
+//! | 4 | failed, outcome unknown (timed out after a write or change may have been proposed; a transfer target not leading by the deadline) |
 //! | 5 | the client could not run (socket or key-file error) |
 
+mod admin;
 mod args;
 mod bench;
 mod demo;
@@ -23,14 +26,14 @@ use std::time::Duration;
 use clap::Parser;
 use tinyraft_std::{CasOutcome, ClientError, ClusterKey, KvClient, NodeOptions, NodeRuntime};
 
-use args::{Cli, ClientArgs, Cmd};
+use args::{Cli, ClientArgs, Cmd, MemberCmd};
 
 /// Exit code: the key is absent / the compare-and-swap did not match.
 const EXIT_NOT_FOUND: u8 = 1;
 /// Exit code: failed, and definitely not applied.
-const EXIT_DEFINITE: u8 = 3;
+pub(crate) const EXIT_DEFINITE: u8 = 3;
 /// Exit code: failed, and may or may not have been applied.
-const EXIT_UNKNOWN: u8 = 4;
+pub(crate) const EXIT_UNKNOWN: u8 = 4;
 /// Exit code: the client could not start.
 const EXIT_SETUP: u8 = 5;
 
@@ -92,6 +95,24 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }),
+        Cmd::Member(MemberCmd::Add {
+            id,
+            addr,
+            learner,
+            catch_up_timeout,
+            client,
+        }) => with_client(&client, |c| {
+            admin::add(c, id, addr, learner, catch_up_timeout)
+        }),
+        Cmd::Member(MemberCmd::Remove { id, client }) => {
+            with_client(&client, |c| admin::remove(c, id))
+        }
+        Cmd::Member(MemberCmd::Promote {
+            id,
+            catch_up_timeout,
+            client,
+        }) => with_client(&client, |c| admin::promote(c, id, catch_up_timeout)),
+        Cmd::TransferLeader { to, client } => with_client(&client, |c| admin::transfer(c, to)),
         Cmd::Scan { prefix, client } => with_client(&client, |c| {
             match c.scan(prefix.unwrap_or_default().as_bytes(), line::SCAN_PAIRS_MAX) {
                 Ok(pairs) => {
@@ -112,7 +133,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(e: &ClientError) -> ExitCode {
+pub(crate) fn fail(e: &ClientError) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(if e.is_definite() {
         EXIT_DEFINITE
@@ -141,10 +162,12 @@ fn with_client(a: &ClientArgs, f: impl FnOnce(&mut KvClient) -> ExitCode) -> Exi
     }
 }
 
+/// One node per line; the last columns are the node's configuration (ids ascending):
+/// voters, learners, and the outgoing voters while joint (`-` otherwise).
 fn status(c: &mut KvClient) -> ExitCode {
     let peers = c.peers().to_vec();
     println!(
-        "{:<6} {:<22} {:<13} {:>6} {:>8} {:>10} {:>10} {:>10}  voters",
+        "{:<6} {:<22} {:<13} {:>6} {:>8} {:>10} {:>10} {:>10}  voters / learners / outgoing",
         "node", "address", "role", "term", "leader", "commit", "applied", "last"
     );
     let mut reachable = 0;
@@ -152,8 +175,18 @@ fn status(c: &mut KvClient) -> ExitCode {
         match c.status(addr) {
             Ok(s) => {
                 reachable += 1;
+                let sorted = |ids: &[u64]| {
+                    let mut v = ids.to_vec();
+                    v.sort_unstable();
+                    v
+                };
+                let outgoing = if s.outgoing.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:?}", sorted(&s.outgoing))
+                };
                 println!(
-                    "{:<6} {:<22} {:<13} {:>6} {:>8} {:>10} {:>10} {:>10}  {:?}",
+                    "{:<6} {:<22} {:<13} {:>6} {:>8} {:>10} {:>10} {:>10}  {:?} / {:?} / {}",
                     s.id,
                     addr.to_string(),
                     format!("{:?}", s.role),
@@ -162,7 +195,9 @@ fn status(c: &mut KvClient) -> ExitCode {
                     s.commit,
                     s.applied,
                     s.last_index,
-                    s.voters
+                    sorted(&s.voters),
+                    sorted(&s.learners),
+                    outgoing
                 );
             }
             Err(_) => println!("{:<6} {:<22} unreachable", "?", addr.to_string()),
@@ -184,6 +219,7 @@ fn run_node(a: args::NodeArgs) -> ExitCode {
         }
     };
     let mut opts = NodeOptions::new(a.id, a.peers.0.clone(), a.data_dir.clone(), key);
+    opts.join = a.join;
     opts.cluster_id = a.cluster_id;
     opts.tick = Duration::from_millis(a.tick_ms);
     opts.election_ticks = a.election_ticks;
@@ -199,6 +235,13 @@ fn run_node(a: args::NodeArgs) -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
+    if !runtime.raw().membership().contains(a.id) {
+        eprintln!(
+            "node {} is not a member of its configuration: waiting to be added \
+             (`tinyraft member add --id {} --addr ...`)",
+            a.id, a.id
+        );
+    }
     let stop = runtime.shutdown_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.request()) {
         eprintln!("warning: cannot install the signal handler: {e}");
