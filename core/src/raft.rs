@@ -117,6 +117,9 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     /// Leader: index of the latest configuration entry it appended (or of its first entry of
     /// the term); no new change until this is applied.
     pending_conf_index: Index,
+    /// A `TimeoutNow` arrived while a committed configuration entry waited to be applied:
+    /// campaign once it is. Cleared on any change of term or role.
+    timeout_now_pending: bool,
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
@@ -155,6 +158,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             transfer_target: None,
             transfer_elapsed: 0,
             pending_conf_index: 0,
+            timeout_now_pending: false,
             cfg: Config::unset(),
         }
     }
@@ -277,6 +281,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.pending_reads.clear();
         self.broadcast_pending = false;
         self.transfer_target = None;
+        self.timeout_now_pending = false;
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -608,6 +613,12 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             }
         }
         self.maybe_leave_joint();
+        if self.timeout_now_pending && !self.has_unapplied_config() {
+            self.timeout_now_pending = false;
+            if self.can_campaign() && self.role != Role::Leader {
+                self.campaign(false, true);
+            }
+        }
     }
 
     fn switch_membership(&mut self, membership: Membership) {
@@ -619,15 +630,20 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         if !self.membership.is_voter(me) {
             // §4.2.2: a leader removed from (or demoted in) the configuration steps down once
             // the change is committed; it first tells the most up-to-date voter to take over
-            // at once, so the cluster does not wait for an election timeout.
-            let last = self.log.last_index();
+            // at once, so the cluster does not wait for an election timeout. Under a steady
+            // stream of proposals no follower has every entry at this instant, so the heir is
+            // the voter with the most, sent what it lacks just before (messages leave in
+            // order); if it still lacks an entry another voter has, it loses, and an election
+            // follows as it would have anyway.
+            let committed = self.log.committed;
             let heir = self
                 .progress
                 .iter()
-                .filter(|p| p.matched == last && self.membership.voters.contains(&p.id))
-                .map(|p| p.id)
-                .next();
+                .filter(|p| p.matched >= committed && self.membership.voters.contains(&p.id))
+                .max_by_key(|p| p.matched)
+                .map(|p| p.id);
             if let Some(heir) = heir {
+                self.send_appends(heir);
                 self.send(heir, Body::TimeoutNow);
             }
             let term = self.term;
@@ -851,6 +867,12 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             Body::TimeoutNow if self.can_campaign() && self.role != Role::Leader => {
                 // §3.10: the leader chose us; campaign at once, skipping pre-vote.
                 self.campaign(false, true);
+            }
+            Body::TimeoutNow if self.promotable() && self.role != Role::Leader => {
+                // A committed configuration entry is not applied yet: typically a leader's
+                // own removal, which it applied (and so handed over) before we did. Campaign
+                // as soon as it is applied, unless a new term comes first.
+                self.timeout_now_pending = true;
             }
             _ => self.stats.messages_ignored += 1,
         }

@@ -424,3 +424,89 @@ fn joint_configuration_needs_the_old_majority_too() {
     assert!(net.node(3).committed() >= leave);
     assert!(!net.node(3).membership().is_joint());
 }
+
+/// §4.2.2 under load: when the removed leader applies its removal it has already appended
+/// more entries that no follower has acknowledged (a steady stream of writes), so no voter
+/// matches its whole log. It still hands over at once, to the voter with the most entries.
+/// (Regression: the heir had to match the leader's last entry, so under load the cluster
+/// waited for an election timeout.)
+#[test]
+fn removed_leader_hands_over_while_entries_are_in_flight() {
+    let mut net = Network::with_config(3, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    let l = net.elect(100).unwrap();
+    net.propose(l, b"x");
+    let term = net.node(l).term();
+    let removal = net
+        .node_mut(l)
+        .propose_conf_change(&[Remove(l)], ConfChangeMode::Auto, b"")
+        .unwrap();
+    // The removal goes out alone; the write after it never reaches a follower.
+    let first = round(net.node_mut(l)).messages;
+    net.node_mut(l).propose(b"in flight").unwrap();
+    net.filter = Some(Box::new(move |s, from| {
+        let carries_later = matches!(s.msg().body,
+            tinyraft::Body::Append { ref entries, .. } if entries.iter().any(|e| e.index > removal));
+        !(from == l && carries_later)
+    }));
+    net.deliver(l, first);
+    assert!(!net.node(l).membership().contains(l), "the removal applied");
+    assert_ne!(net.node(l).role(), Role::Leader);
+    let heir = net.leader().expect("a successor without waiting");
+    assert_ne!(heir, l);
+    assert!(net.node(heir).term() > term);
+}
+
+/// The heir may receive `TimeoutNow` after learning that the leader's removal is committed but
+/// before applying it (both can arrive in one batch of datagrams); it campaigns once it has
+/// applied it. (Regression: it ignored the `TimeoutNow`, as it must not campaign with a
+/// configuration entry unapplied, and the cluster waited for an election timeout.)
+#[test]
+fn heir_campaigns_once_it_has_applied_the_removal() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut net = Network::with_config(3, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    let l = net.elect(100).unwrap();
+    net.propose(l, b"x");
+    let removal = net.node(l).last_index() + 1;
+    // Hold back what tells the followers the removal is committed, and the TimeoutNow.
+    let held: Rc<RefCell<Vec<Sent>>> = Rc::default();
+    let hold = held.clone();
+    net.filter = Some(Box::new(move |s, from| {
+        let tells = match s.msg().body {
+            tinyraft::Body::Append { commit, .. } | tinyraft::Body::Heartbeat { commit, .. } => {
+                commit >= removal
+            }
+            tinyraft::Body::TimeoutNow => true,
+            _ => false,
+        };
+        if from == l && tells {
+            hold.borrow_mut().push(s.clone());
+            return false;
+        }
+        true
+    }));
+    net.conf_change(l, &[Remove(l)]);
+    assert_ne!(net.node(l).role(), Role::Leader);
+    let held = held.take();
+    assert!(held
+        .iter()
+        .any(|s| matches!(s.msg().body, tinyraft::Body::TimeoutNow)));
+    assert_eq!(net.leader(), None);
+    // Both arrive before the follower's next ready round: it learns the commit, then is told
+    // to campaign, with the removal not applied yet.
+    net.filter = None;
+    for s in &held {
+        let _ = net.node_mut(s.to).step_bytes(&s.bytes);
+    }
+    net.settle();
+    let heir = net
+        .leader()
+        .expect("the heir campaigned once it applied the removal");
+    assert_ne!(heir, l);
+}
