@@ -735,11 +735,16 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 m.body,
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
             );
+            // A non-voter may have been promoted without having applied it yet: answer a
+            // candidate that counts on us (its vote is only counted by a configuration in
+            // which we vote, and a vote is once per term as always).
+            let ballot =
+                matches!(m.body, Body::Vote { .. }) && !self.membership.is_voter(self.id());
             // A leader that removed itself hands over with TimeoutNow as it leaves.
             let handover = matches!(m.body, Body::TimeoutNow)
                 && m.term == self.term
                 && self.leader == Some(m.from);
-            if !(handover || (joining && from_leader)) {
+            if !(handover || ballot || (joining && from_leader)) {
                 self.stats.messages_ignored += 1;
                 return Err(Error::UnknownPeer(m.from));
             }

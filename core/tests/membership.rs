@@ -425,6 +425,26 @@ fn joint_configuration_needs_the_old_majority_too() {
     assert!(!net.node(3).membership().is_joint());
 }
 
+/// A node promoted by a configuration it has not applied yet still answers a candidate that
+/// counts on its vote (otherwise a cluster that needs it could not elect anyone meanwhile).
+#[test]
+fn a_non_voter_answers_vote_requests() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    net.campaign(1);
+    let term = net.node(4).term();
+    let req = vote_req(2, 4, term + 1, false, (100, 100));
+    net.node_mut(4).step_bytes(&req).unwrap();
+    let sent = drain(net.node_mut(4));
+    assert!(sent.iter().any(|s| s.to == 2
+        && matches!(
+            s.msg().body,
+            tinyraft::Body::VoteResponse { granted: true, .. }
+        )));
+    // A voter still refuses a stranger.
+    let req = vote_req(4, 2, net.node(2).term() + 1, false, (100, 100));
+    assert!(net.node_mut(2).step_bytes(&req).is_err());
+}
+
 /// §4.2.2 under load: when the removed leader applies its removal it has already appended
 /// more entries that no follower has acknowledged (a steady stream of writes), so no voter
 /// matches its whole log. It still hands over at once, to the voter with the most entries.

@@ -103,7 +103,9 @@ impl Mini {
 ///
 /// Input: records of `[control u8][length u16 LE][bytes]`. The control's low two bits pick
 /// the node (1–3), bit 2 ticks every node afterwards, bit 3 makes the leader propose the
-/// bytes. Checks: nothing panics; bytes that do not decode are refused and change nothing;
+/// bytes, bit 4 makes it propose a configuration change read from the first bytes (nodes 4
+/// and 5 do not exist: what is sent to them is lost). The bytes are also decoded as a
+/// configuration entry. Checks: nothing panics; bytes that do not decode are refused and change nothing;
 /// what decodes encodes back to bytes that decode to the same message; every message a node
 /// sends decodes; commit and term never go back; applied ≤ commit ≤ last index.
 pub fn message_decode_step(data: &[u8]) {
@@ -148,6 +150,35 @@ pub fn message_decode_step(data: &[u8]) {
         if ctl & 8 != 0 {
             if let Some(l) = c.nodes.iter_mut().find(|n| n.role() == Role::Leader) {
                 let _ = l.propose(&bytes[..bytes.len().min(512)]);
+            }
+        }
+        if let Ok(entry) = tinyraft::ConfigEntry::decode(bytes) {
+            let len = entry
+                .encode(&mut scratch)
+                .expect("a decoded entry re-encodes");
+            let again = tinyraft::ConfigEntry::decode(&scratch[..len]).expect("re-encoded");
+            assert_eq!(again, entry, "config entry round trip changed it");
+        }
+        if ctl & 16 != 0 {
+            if let Some(l) = c.nodes.iter_mut().find(|n| n.role() == Role::Leader) {
+                let changes: Vec<tinyraft::ConfChange> = bytes
+                    .iter()
+                    .take(3)
+                    .map(|&b| {
+                        let id = 1 + NodeId::from(b % 5);
+                        match (b >> 3) % 3 {
+                            0 => tinyraft::ConfChange::AddVoter(id),
+                            1 => tinyraft::ConfChange::AddLearner(id),
+                            _ => tinyraft::ConfChange::Remove(id),
+                        }
+                    })
+                    .collect();
+                let mode = if bytes.len() % 2 == 1 {
+                    tinyraft::ConfChangeMode::Joint
+                } else {
+                    tinyraft::ConfChangeMode::Auto
+                };
+                let _ = l.propose_conf_change(&changes, mode, b"");
             }
         }
         if ctl & 4 != 0 {
@@ -437,6 +468,25 @@ pub fn message_decode_step_seeds() -> Vec<Vec<u8>> {
         }
         seeds.push(input);
     }
+    // Configuration changes through the leader: add node 4, a joint change, a removal; and a
+    // real configuration entry's bytes.
+    let mut input = Vec::new();
+    for bytes in [&[3u8][..], &[3, 9, 17], &[0x11]] {
+        input.push(16 | 4);
+        input.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        input.extend_from_slice(bytes);
+    }
+    seeds.push(input);
+    let entry = tinyraft::ConfigEntry {
+        membership: tinyraft::Membership::from_voters(&[1, 2, 3]).expect("voters"),
+        context: b"4=127.0.0.1:7004",
+    };
+    let mut buf = [0u8; tinyraft::membership::CONFIG_ENTRY_BYTES_MAX];
+    let n = entry.encode(&mut buf).expect("fits");
+    let mut input = vec![0u8];
+    input.extend_from_slice(&(n as u16).to_le_bytes());
+    input.extend_from_slice(&buf[..n]);
+    seeds.push(input);
     seeds
 }
 
