@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -54,10 +54,21 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Runs the `tinyraft` binary to completion with `args`.
+pub fn tinyraft(args: &[&str]) -> Output {
+    Command::new(tinyraft_bin())
+        .args(args)
+        .output()
+        .expect("run tinyraft")
+}
+
 /// A cluster of node processes sharing a temporary directory.
 pub struct ProcessCluster {
     /// Node `i + 1` listens on `addrs[i]`.
     pub addrs: Vec<SocketAddr>,
+    /// Nodes `1..=founders` start the cluster (their `--peers` lists just them); the others
+    /// are started with `--join` and every address.
+    founders: usize,
     dir: tempfile::TempDir,
     children: Vec<Option<Child>>,
     extra_args: Vec<String>,
@@ -66,7 +77,15 @@ pub struct ProcessCluster {
 impl ProcessCluster {
     /// Starts `n` nodes.
     pub fn start(n: usize, extra_args: &[&str]) -> Self {
+        Self::start_with_joiners(n, 0, extra_args)
+    }
+
+    /// Starts a cluster of `founders` nodes, and `joiners` more nodes (ids after theirs)
+    /// with `--join`, waiting to be added.
+    pub fn start_with_joiners(founders: usize, joiners: usize, extra_args: &[&str]) -> Self {
+        let n = founders + joiners;
         let mut c = Self {
+            founders,
             addrs: free_addrs(n),
             dir: tempfile::Builder::new()
                 .prefix("tinyraft-proc-")
@@ -81,15 +100,28 @@ impl ProcessCluster {
         c
     }
 
-    /// The `--peers` argument of the nodes.
+    /// Every node's `ID=HOST:PORT`, joiners included: the `--peers` of clients.
     pub fn peers_arg(&self) -> String {
-        let v: Vec<String> = self
-            .addrs
+        self.peers_arg_of(&(1..=self.addrs.len() as u64).collect::<Vec<_>>())
+    }
+
+    /// The `--peers` of the given nodes only.
+    pub fn peers_arg_of(&self, ids: &[u64]) -> String {
+        let v: Vec<String> = ids
             .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
+            .map(|&id| format!("{id}={}", self.addrs[id as usize - 1]))
             .collect();
         v.join(",")
+    }
+
+    /// The `--peers` node `id` is started with: a founder knows the founders, a joiner every
+    /// node (as an operator would give it).
+    fn node_peers_arg(&self, id: u64) -> String {
+        if id as usize <= self.founders {
+            self.peers_arg_of(&(1..=self.founders as u64).collect::<Vec<_>>())
+        } else {
+            self.peers_arg()
+        }
     }
 
     /// The data directory of node `id`.
@@ -104,9 +136,11 @@ impl ProcessCluster {
             .append(true)
             .open(self.dir.path().join(format!("node{id}.log")))
             .expect("log file");
+        let join = (id as usize > self.founders).then_some("--join");
         let child = Command::new(tinyraft_bin())
             .arg("node")
-            .args(["--id", &id.to_string(), "--peers", &self.peers_arg()])
+            .args(["--id", &id.to_string(), "--peers", &self.node_peers_arg(id)])
+            .args(join)
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(&self.extra_args)
@@ -144,8 +178,14 @@ impl ProcessCluster {
 
     /// A client of the whole cluster.
     pub fn client(&self) -> KvClient {
-        let mut c = KvClient::new(self.addrs.clone(), ClusterKey::insecure_demo(), CLUSTER_ID)
-            .expect("client socket");
+        self.client_of(&(1..=self.addrs.len() as u64).collect::<Vec<_>>())
+    }
+
+    /// A client that knows only the given nodes.
+    pub fn client_of(&self, ids: &[u64]) -> KvClient {
+        let addrs = ids.iter().map(|&id| self.addrs[id as usize - 1]).collect();
+        let mut c =
+            KvClient::new(addrs, ClusterKey::insecure_demo(), CLUSTER_ID).expect("client socket");
         c.attempt_timeout = Duration::from_millis(150);
         c.op_timeout = Duration::from_secs(10);
         c
