@@ -307,6 +307,62 @@ pub(crate) struct DemoArgs {
 mod tests {
     use super::*;
 
+    /// The administrative commands' spelling is a documented contract (README, CLI section).
+    #[test]
+    fn admin_commands_parse_as_documented() {
+        let parse = |line: &str| Cli::try_parse_from(line.split_whitespace());
+        let peers = "--peers 127.0.0.1:7001,2=127.0.0.1:7002";
+        let cli = parse(&format!(
+            "tinyraft member add {peers} --id 4 --addr 127.0.0.1:7004 --learner --catch-up-timeout 5s"
+        ))
+        .unwrap();
+        match cli.cmd {
+            Cmd::Member(MemberCmd::Add {
+                id,
+                addr,
+                learner,
+                catch_up_timeout,
+                client,
+            }) => {
+                assert_eq!((id, learner), (4, true));
+                assert_eq!(addr, "127.0.0.1:7004".parse().unwrap());
+                assert_eq!(catch_up_timeout, Duration::from_secs(5));
+                assert_eq!(client.peers.0.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&format!("tinyraft member remove {peers} --id 2"))
+                .unwrap()
+                .cmd,
+            Cmd::Member(MemberCmd::Remove { id: 2, .. })
+        ));
+        assert!(matches!(
+            parse(&format!("tinyraft member promote {peers} --id 4"))
+                .unwrap()
+                .cmd,
+            Cmd::Member(MemberCmd::Promote { id: 4, .. })
+        ));
+        assert!(matches!(
+            parse(&format!("tinyraft transfer-leader {peers} --to 3"))
+                .unwrap()
+                .cmd,
+            Cmd::TransferLeader { to: 3, .. }
+        ));
+        let node = parse("tinyraft node --id 4 --peers 4=127.0.0.1:7004 --data-dir d --join");
+        assert!(matches!(
+            node.unwrap().cmd,
+            Cmd::Node(NodeArgs { join: true, .. })
+        ));
+        // A bad address is a usage error (exit 2), as is a missing --addr.
+        let bad = parse(&format!(
+            "tinyraft member add {peers} --id 4 --addr nowhere"
+        ));
+        assert_eq!(bad.unwrap_err().exit_code(), 2);
+        let missing = parse(&format!("tinyraft member add {peers} --id 4"));
+        assert_eq!(missing.unwrap_err().exit_code(), 2);
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
