@@ -51,7 +51,8 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Number of unstable entries to persist.
     pub entries: usize,
-    /// Number of messages that will be released after persisting.
+    /// Number of messages the round releases: after persisting, or (a leader's appends and
+    /// heartbeats) before, through [`RawNode::early_messages`].
     pub messages: usize,
     /// True if storage must be synced (entries, term or vote changed).
     pub must_sync: bool,
@@ -86,9 +87,9 @@ impl Persisted {
 /// `OUTBOX_BYTES` bounds the encoded messages waiting between two ready rounds and
 /// `UNSTABLE_BYTES` the entries accepted but not yet persisted.
 ///
-/// Call order: any inputs, then `ready` → `persist` → (`messages`, `committed_entries`,
-/// `read_states`) → `advance`. Inputs may also arrive between `ready` and `advance`; what they
-/// produce waits for the next round.
+/// Call order: any inputs, then `ready` → (`early_messages`, optional) → `persist` →
+/// (`messages`, `committed_entries`, `read_states`) → `advance`. Inputs may also arrive
+/// between `ready` and `advance`; what they produce waits for the next round.
 pub struct RawNode<
     S: Storage,
     const OUTBOX_BYTES: usize = OUTBOX_BYTES_DEFAULT,
