@@ -12,8 +12,9 @@
 #     acknowledges (its default; --unsafe-no-fsync is not used). Load comes from
 #     bench/etcd-load, a small Rust gRPC client (KV.Put), aimed at the leader.
 #   - tinyraft: three `tinyraft node` processes (release build) with file storage, which
-#     fdatasyncs every ready round before anything leaves the node. Load comes from
-#     `tinyraft bench`, which finds the leader itself.
+#     fdatasyncs every ready round before anything that reveals it leaves the node (the
+#     leader's appends go out while it syncs, as etcd's leader writes its WAL while the
+#     followers write theirs). Load comes from `tinyraft bench`, which finds the leader itself.
 #   Both load generators are closed loop: each client waits for its put to be acknowledged
 #   (committed on a majority and applied) before sending the next, writes its own keys
 #   (bench-<client>-<k>, 100 per client) and counts only puts made inside the window after a
