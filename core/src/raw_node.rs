@@ -301,7 +301,8 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
     }
 
     /// Makes the round's state durable: appends every unstable entry, records the hard state
-    /// and syncs the storage once. On error nothing is released and the next round retries.
+    /// and syncs the storage once. On error nothing more is released (only what
+    /// [`RawNode::early_messages`] handed out has left) and the next round retries.
     pub fn persist(&mut self, ready: Ready) -> Result<Persisted, S::Error> {
         let hs = self.durable_hard_state();
         let log = &mut self.raft.log;
