@@ -384,7 +384,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             self.heartbeat_elapsed += 1;
             if self.election_elapsed >= self.cfg.election_ticks {
                 self.election_elapsed = 0;
-                if self.cfg.check_quorum && !self.quorum_recently_active() {
+                // A leader that is no longer a voter stays until its heir takes over (see
+                // `hand_over`): it may be the only node that can tell the new voters they are
+                // voters. It serves no lease reads meanwhile (it is transferring).
+                if self.cfg.check_quorum && !self.quorum_recently_active() && self.promotable() {
                     let term = self.term;
                     self.become_follower(term, None);
                     return;
@@ -394,8 +397,12 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 self.transfer_elapsed += 1;
                 if self.transfer_elapsed >= self.cfg.election_ticks {
                     // §3.10: the target did not take over within an election timeout (down,
-                    // cut off, or too far behind); keep leading and accept proposals again.
+                    // cut off, or too far behind); keep leading and accept proposals again,
+                    // unless we are no longer a voter: then hand over again.
                     self.transfer_target = None;
+                    if !self.promotable() {
+                        self.hand_over();
+                    }
                 }
             }
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
@@ -506,7 +513,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             });
         }
         if target == self.id() {
-            self.transfer_target = None;
+            // A leader that is no longer a voter keeps handing over.
+            if self.promotable() {
+                self.transfer_target = None;
+            }
             return Ok(());
         }
         if !self.membership.voters.contains(&target) {
@@ -626,30 +636,6 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         if self.role != Role::Leader {
             return;
         }
-        let me = self.id();
-        if !self.membership.is_voter(me) {
-            // §4.2.2: a leader removed from (or demoted in) the configuration steps down once
-            // the change is committed; it first tells the most up-to-date voter to take over
-            // at once, so the cluster does not wait for an election timeout. Under a steady
-            // stream of proposals no follower has every entry at this instant, so the heir is
-            // the voter with the most, sent what it lacks just before (messages leave in
-            // order); if it still lacks an entry another voter has, it loses, and an election
-            // follows as it would have anyway.
-            let committed = self.log.committed;
-            let heir = self
-                .progress
-                .iter()
-                .filter(|p| p.matched >= committed && self.membership.voters.contains(&p.id))
-                .max_by_key(|p| p.matched)
-                .map(|p| p.id);
-            if let Some(heir) = heir {
-                self.send_appends(heir);
-                self.send(heir, Body::TimeoutNow);
-            }
-            let term = self.term;
-            self.become_follower(term, None);
-            return;
-        }
         let membership = &self.membership;
         self.progress.retain(|p| membership.contains(p.id));
         let next = self.log.last_index() + 1;
@@ -675,6 +661,34 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             for id in added {
                 self.send_append(id, true);
             }
+        }
+        if !self.promotable() {
+            self.hand_over();
+        }
+    }
+
+    /// §4.2.2: a leader removed from (or demoted in) the configuration hands leadership to the
+    /// voter that holds the most of its log, as a leadership transfer (§3.10): it takes no more
+    /// proposals, brings the heir up to date, tells it to campaign at once, and steps down when
+    /// it does. Until then it keeps leading the new configuration (its own acknowledgements no
+    /// longer count), and if the heir has not taken over within an election timeout it tries
+    /// again. Stepping down at once would strand a cluster whose new voters lack the leader's
+    /// last entries or do not know the change committed (so do not count themselves voters
+    /// yet), if the messages handing over were lost: nobody else could win an election.
+    fn hand_over(&mut self) {
+        let voters = &self.membership.voters;
+        let heir = self
+            .progress
+            .iter()
+            .filter(|p| voters.contains(&p.id))
+            .max_by_key(|p| p.matched)
+            .map(|p| p.id);
+        if let Some(heir) = heir {
+            // Appends first: they tell the heir the commit index, which it may need to count
+            // itself a voter, and bring it what it lacks, before the TimeoutNow.
+            self.send_append(heir, true);
+            self.send_appends(heir);
+            let _ = self.transfer_leader(heir);
         }
     }
 
@@ -728,23 +742,26 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             return Ok(());
         }
         if !self.membership.contains(m.from) {
-            // A node that is not in its own configuration is joining (it learns the
-            // configuration from the log) or was removed: it follows whoever leads.
-            let joining = !self.membership.contains(self.id());
+            // Our configuration may be behind the sender's: we are joining (we learn the
+            // configuration from the log), or lagging (the leader was added by a change we
+            // have not applied yet), or were removed. Whoever leads, we follow: the term
+            // rules still apply, and it is how we catch up.
             let from_leader = matches!(
                 m.body,
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
             );
-            // A non-voter may have been promoted without having applied it yet: answer a
-            // candidate that counts on us (its vote is only counted by a configuration in
-            // which we vote, and a vote is once per term as always).
-            let ballot =
-                matches!(m.body, Body::Vote { .. }) && !self.membership.is_voter(self.id());
+            // A non-voter may have been promoted, and a voter without a leader may be behind,
+            // by a change it has not applied yet: answer a candidate that counts on us (its
+            // vote is only counted by a configuration in which we vote, and a vote is once
+            // per term as always). A voter that has a leader ignores strangers, so a removed
+            // node that never learned it was removed cannot disrupt the cluster.
+            let ballot = matches!(m.body, Body::Vote { .. })
+                && (!self.membership.is_voter(self.id()) || self.leader.is_none());
             // A leader that removed itself hands over with TimeoutNow as it leaves.
             let handover = matches!(m.body, Body::TimeoutNow)
                 && m.term == self.term
                 && self.leader == Some(m.from);
-            if !(handover || ballot || (joining && from_leader)) {
+            if !(handover || ballot || from_leader) {
                 self.stats.messages_ignored += 1;
                 return Err(Error::UnknownPeer(m.from));
             }
@@ -790,10 +807,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         } else if m.term < self.term {
             match m.body {
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
-                    if self.cfg.check_quorum || self.cfg.pre_vote =>
+                    if self.cfg.check_quorum
+                        || self.cfg.pre_vote
+                        || !self.membership.contains(m.from) =>
                 {
                     // A stale leader cut off by a partition: tell it our term so it steps down
                     // (without this, pre-vote could leave it leading a term nobody follows).
+                    // A leader we no longer count handed over to us or another voter: nobody
+                    // else would ever send it a later term.
                     let body = Body::AppendResponse {
                         success: false,
                         index: 0,

@@ -375,20 +375,31 @@ fn a_new_node_catches_up_by_snapshot() {
     );
 }
 
-/// A member ignores a stranger; a joining node follows whoever leads.
+/// A node follows a leader its configuration does not know (it is joining, or behind the
+/// change that added the leader), but a voter that has a leader ignores a stranger's vote
+/// request, so a removed node that never learned it was removed cannot disrupt it.
 #[test]
-fn strangers_are_refused_unless_joining() {
+fn strangers_are_followed_but_cannot_disrupt() {
     let mut net = Network::with_joiners(3, 4, |_| {});
     net.campaign(1);
-    let hb = heartbeat(4, 2, net.node(2).term(), 0, 0);
-    assert!(matches!(
-        net.node_mut(2).step_bytes(&hb),
-        Err(tinyraft::Error::UnknownPeer(4))
-    ));
     let hb = heartbeat(1, 4, net.node(1).term(), 0, 0);
     net.node_mut(4).step_bytes(&hb).unwrap();
     assert_eq!(net.node(4).leader(), Some(1));
     assert_eq!(*net.node(4).membership(), Membership::EMPTY);
+    let term = net.node(2).term();
+    let req = vote_req(4, 2, term + 1, false, (100, 100));
+    assert!(matches!(
+        net.node_mut(2).step_bytes(&req),
+        Err(tinyraft::Error::UnknownPeer(4))
+    ));
+    assert_eq!(
+        net.node(2).term(),
+        term,
+        "a stranger's vote request changed nothing"
+    );
+    let hb = heartbeat(4, 2, term + 1, 0, 0);
+    net.node_mut(2).step_bytes(&hb).unwrap();
+    assert_eq!(net.node(2).leader(), Some(4));
 }
 
 /// In C_old,new the old majority is needed too: with the removed voters receiving nothing past
@@ -447,11 +458,14 @@ fn a_non_voter_answers_vote_requests() {
 
 /// §4.2.2 under load: when the removed leader applies its removal it has already appended
 /// more entries that no follower has acknowledged (a steady stream of writes), so no voter
-/// matches its whole log. It still hands over at once, to the voter with the most entries.
-/// (Regression: the heir had to match the leader's last entry, so under load the cluster
-/// waited for an election timeout.)
+/// matches its whole log. It brings the voter with the most entries up to date and hands over
+/// well within an election timeout, even though the first append carrying the last entry is
+/// lost. (Regression: the heir had to match the leader's last entry at that instant, so under
+/// load the cluster waited for an election timeout.)
 #[test]
 fn removed_leader_hands_over_while_entries_are_in_flight() {
+    use std::cell::Cell;
+    use std::rc::Rc;
     let mut net = Network::with_config(3, |c| {
         c.pre_vote = true;
         c.check_quorum = true;
@@ -463,20 +477,29 @@ fn removed_leader_hands_over_while_entries_are_in_flight() {
         .node_mut(l)
         .propose_conf_change(&[Remove(l)], ConfChangeMode::Auto, b"")
         .unwrap();
-    // The removal goes out alone; the write after it never reaches a follower.
+    // The removal goes out alone; the first appends carrying the write after it are lost.
     let first = round(net.node_mut(l)).messages;
     net.node_mut(l).propose(b"in flight").unwrap();
+    let dropping = Rc::new(Cell::new(true));
+    let drop_later = dropping.clone();
     net.filter = Some(Box::new(move |s, from| {
         let carries_later = matches!(s.msg().body,
             tinyraft::Body::Append { ref entries, .. } if entries.iter().any(|e| e.index > removal));
-        !(from == l && carries_later)
+        !(from == l && carries_later && drop_later.get())
     }));
     net.deliver(l, first);
     assert!(!net.node(l).membership().contains(l), "the removal applied");
-    assert_ne!(net.node(l).role(), Role::Leader);
-    let heir = net.leader().expect("a successor without waiting");
+    assert!(net.node(l).transfer_target().is_some(), "handing over");
+    dropping.set(false);
+    for _ in 0..3 {
+        net.tick();
+    }
+    let heir = net
+        .leader()
+        .expect("a successor well within an election timeout");
     assert_ne!(heir, l);
     assert!(net.node(heir).term() > term);
+    assert_ne!(net.node(l).role(), Role::Leader);
 }
 
 /// The heir may receive `TimeoutNow` after learning that the leader's removal is committed but
@@ -512,12 +535,12 @@ fn heir_campaigns_once_it_has_applied_the_removal() {
         true
     }));
     net.conf_change(l, &[Remove(l)]);
-    assert_ne!(net.node(l).role(), Role::Leader);
+    assert!(net.node(l).transfer_target().is_some(), "handing over");
     let held = held.take();
     assert!(held
         .iter()
         .any(|s| matches!(s.msg().body, tinyraft::Body::TimeoutNow)));
-    assert_eq!(net.leader(), None);
+    assert_eq!(net.leader(), Some(l));
     // Both arrive before the follower's next ready round: it learns the commit, then is told
     // to campaign, with the removal not applied yet.
     net.filter = None;
@@ -529,6 +552,114 @@ fn heir_campaigns_once_it_has_applied_the_removal() {
         .leader()
         .expect("the heir campaigned once it applied the removal");
     assert_ne!(heir, l);
+    net.tick();
+    assert_ne!(net.node(l).role(), Role::Leader, "told it was replaced");
+}
+
+/// Cuts node 3 off, then replaces voters 1 and 2 by 4 and 5, and stops 1 and 2: the cluster
+/// is {3, 4, 5} while node 3 still has {1, 2, 3}. Returns the leader (4 or 5).
+fn leave_node_3_behind(net: &mut Network) -> NodeId {
+    net.campaign(1);
+    net.isolate(3);
+    net.conf_change(1, &[AddVoter(4)]);
+    net.conf_change(1, &[AddVoter(5)]);
+    net.conf_change(1, &[Remove(2)]);
+    net.conf_change(1, &[Remove(1)]);
+    net.crash(1);
+    net.crash(2);
+    let l = net.elect(100).expect("a leader of {3, 4, 5}");
+    assert!([4, 5].contains(&l), "leader {l}");
+    assert_eq!(voters(net, l), vec![3, 4, 5]);
+    assert_eq!(voters(net, 3), vec![1, 2, 3], "node 3 is behind");
+    l
+}
+
+/// A member whose configuration is behind follows a leader it does not know yet: that is how
+/// it catches up. (Regression, found by the membership simulator: it refused the leader as a
+/// stranger, and so could never learn the configuration that made the leader a member.)
+#[test]
+fn a_member_behind_follows_a_leader_it_does_not_know_yet() {
+    let mut net = Network::with_joiners(3, 5, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    let l = leave_node_3_behind(&mut net);
+    net.recover();
+    net.ticks(3);
+    assert_eq!(voters(&net, 3), vec![3, 4, 5]);
+    assert_eq!(net.node(3).applied(), net.node(l).applied());
+}
+
+/// A voter that is behind and has no leader answers a candidate it does not know yet: the
+/// candidate's configuration may need its vote. (Regression, found by the membership
+/// simulator: with the leader of {3, 4, 5} down, node 4 or 5 needs node 3's vote, which node 3,
+/// still on {1, 2, 3}, refused to a stranger, while its own candidacy in {1, 2, 3} was refused
+/// by nodes whose logs are ahead: no leader, ever.)
+#[test]
+fn a_voter_behind_votes_for_a_candidate_it_does_not_know_yet() {
+    let mut net = Network::with_joiners(3, 5, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    let l = leave_node_3_behind(&mut net);
+    let other = if l == 4 { 5 } else { 4 };
+    net.crash(l);
+    net.recover();
+    let l2 = net.elect(200).expect("a leader, with node 3's vote");
+    assert_eq!(l2, other);
+    net.tick();
+    assert_eq!(voters(&net, 3), vec![3, 4, 5]);
+}
+
+/// §4.2.2 with the handover lost: a leader that removes itself from a two-voter cluster has
+/// appended an entry past its removal by the time it applies it, and the messages that would
+/// bring that entry and the commit index to the other voter are lost. The other voter cannot
+/// win an election on its own: it does not know the removal committed (so it still counts the
+/// old leader a voter), and the old leader, whose log is longer, refuses it its vote. So the
+/// removed leader keeps leading, takes no proposals, and hands over once the heir has its whole
+/// log. (Regression, found by the membership simulator: it stepped down at once and the
+/// cluster never had a leader again.)
+#[test]
+fn a_removed_leader_hands_over_even_if_the_first_handover_is_lost() {
+    let mut net = Network::with_config(2, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    net.campaign(1);
+    net.propose(1, b"x");
+    net.node_mut(1)
+        .propose_conf_change(&[Remove(1)], ConfChangeMode::Auto, b"")
+        .unwrap();
+    // Node 2 gets the removal and acknowledges it; that commits it on node 1, which takes one
+    // more proposal before its next round applies the removal.
+    for m in round(net.node_mut(1)).messages {
+        net.node_mut(2).step_bytes(&m.bytes).unwrap();
+    }
+    for m in round(net.node_mut(2)).messages {
+        net.node_mut(1).step_bytes(&m.bytes).unwrap();
+    }
+    net.node_mut(1).propose(b"past the removal").unwrap();
+    let lost = round(net.node_mut(1)).messages;
+    assert!(!lost.is_empty(), "the handover's first messages, lost");
+    assert_eq!(
+        voters(&net, 1),
+        vec![2],
+        "the removal committed and applied"
+    );
+    assert_eq!(voters(&net, 2), vec![1, 2], "node 2 does not know it yet");
+    assert!(net.node(2).last_index() < net.node(1).last_index());
+    assert!(
+        net.node_mut(1).propose(b"more").is_err(),
+        "a removed leader takes no proposals"
+    );
+    let l = (0..100)
+        .find_map(|_| {
+            net.tick();
+            net.leader().filter(|&l| l == 2)
+        })
+        .expect("node 2 takes over");
+    assert_eq!(voters(&net, l), vec![2]);
+    assert_ne!(net.node(1).role(), Role::Leader);
 }
 
 /// A node never applies a configuration entry that a restart could take back: the commit
@@ -574,4 +705,20 @@ fn a_restart_never_takes_back_an_applied_configuration() {
         "restarted with {:?}",
         n.membership()
     );
+}
+
+/// Without pre-vote and check-quorum a follower ignores a stale leader's heartbeats (an
+/// election's vote requests tell it the new term), but a removed leader gets no vote request
+/// from an heir that no longer counts it. Nodes answer it with their term instead, so it stops
+/// leading (and stops answering clients that it is busy handing over).
+#[test]
+fn a_removed_leader_learns_it_was_replaced_without_pre_vote_or_check_quorum() {
+    let mut net = Network::new(3);
+    let l = net.elect(100).unwrap();
+    net.propose(l, b"x");
+    net.conf_change(l, &[Remove(l)]);
+    let heir = net.elect(100).expect("a successor");
+    net.ticks(3);
+    assert_ne!(net.node(l).role(), Role::Leader, "node {heir} leads");
+    assert!(net.node(l).term() >= net.node(heir).term());
 }
