@@ -117,6 +117,11 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     /// Leader: index of the latest configuration entry it appended (or of its first entry of
     /// the term); no new change until this is applied.
     pending_conf_index: Index,
+    /// Leader: the latest configuration entry in its log that it has not applied (appended by
+    /// it, or inherited) removes or demotes it. It takes no more proposals, so that whoever
+    /// takes over can hold its whole log: once it has stopped leading for any reason (a crash,
+    /// a later term), a longer log would make it refuse its vote to the new voters.
+    leaving: bool,
     /// A `TimeoutNow` arrived while a committed configuration entry waited to be applied:
     /// campaign once it is. Cleared on any change of term or role.
     timeout_now_pending: bool,
@@ -158,6 +163,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             transfer_target: None,
             transfer_elapsed: 0,
             pending_conf_index: 0,
+            leaving: false,
             timeout_now_pending: false,
             cfg: Config::unset(),
         }
@@ -282,6 +288,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.broadcast_pending = false;
         self.transfer_target = None;
         self.timeout_now_pending = false;
+        self.leaving = false;
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -320,6 +327,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             // Capacity: a valid membership has at most PEERS_MAX members.
             let _ = self.progress.push(pr);
         }
+        self.leaving = self.unapplied_config_removes_me();
         // §5.4.2: commit entries of earlier terms by committing one of our own.
         let noop_fits = self.log.append(self.term, EntryKind::Normal, &[]).is_ok();
         debug_assert!(noop_fits || self.log.unstable_len() > 0);
@@ -328,6 +336,25 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.pending_conf_index = self.log.last_index();
         self.broadcast_pending = true;
         self.maybe_commit();
+    }
+
+    /// True if the latest configuration entry past the applied index removes or demotes us.
+    fn unapplied_config_removes_me(&self) -> bool {
+        let (applied, last) = (self.log.applied, self.log.last_index());
+        if self.log.config_hint <= applied {
+            return false;
+        }
+        let me = self.id();
+        let mut removes = false;
+        let _ = self.log.visit(applied + 1, last + 1, usize::MAX, &mut |e| {
+            if e.kind == EntryKind::Config {
+                if let Ok(c) = ConfigEntry::decode(e.data) {
+                    removes = !c.membership.leave_joint().is_voter(me);
+                }
+            }
+            true
+        });
+        removes
     }
 
     fn campaign(&mut self, pre: bool, transfer: bool) {
@@ -438,7 +465,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 leader: self.leader,
             });
         }
-        if self.transfer_target.is_some() {
+        if self.transfer_target.is_some() || self.leaving {
             return fail(ProposeErrorKind::Transferring);
         }
         if data.len() > ENTRY_DATA_BYTES_MAX {
@@ -564,7 +591,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 leader: self.leader,
             });
         }
-        if self.transfer_target.is_some() {
+        if self.transfer_target.is_some() || self.leaving {
             return Err(ConfChangeError::Transferring);
         }
         if context.len() > CONF_CONTEXT_BYTES_MAX {
@@ -587,6 +614,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         context: &[u8],
     ) -> Result<Index, ConfChangeError> {
         let mut buf = [0u8; CONFIG_ENTRY_BYTES_MAX];
+        let leaving = !membership.leave_joint().is_voter(self.id());
         let entry = ConfigEntry {
             membership,
             context,
@@ -599,6 +627,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             .append(self.term, EntryKind::Config, &buf[..n])
             .map_err(|_| ConfChangeError::Full)?;
         self.pending_conf_index = index;
+        self.leaving = leaving;
         self.broadcast_pending = true;
         Ok(index)
     }
@@ -750,13 +779,15 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 m.body,
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
             );
-            // A non-voter may have been promoted, and a voter without a leader may be behind,
-            // by a change it has not applied yet: answer a candidate that counts on us (its
-            // vote is only counted by a configuration in which we vote, and a vote is once
-            // per term as always). A voter that has a leader ignores strangers, so a removed
-            // node that never learned it was removed cannot disrupt the cluster.
-            let ballot = matches!(m.body, Body::Vote { .. })
-                && (!self.membership.is_voter(self.id()) || self.leader.is_none());
+            // We may be a voter of the candidate's configuration by a change we have not
+            // applied (a promoted learner, a joining node, a voter behind): answer a candidate
+            // that counts on us (its vote is only counted by a configuration in which we vote,
+            // and a vote is once per term as always) — unless we heard from a leader within an
+            // election timeout (dissertation §4.2.3), so that a removed node that never learned
+            // it was removed cannot raise our term and cut us off from the leader.
+            let heard_leader =
+                self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks;
+            let ballot = matches!(m.body, Body::Vote { .. }) && !heard_leader;
             // A leader that removed itself hands over with TimeoutNow as it leaves.
             let handover = matches!(m.body, Body::TimeoutNow)
                 && m.term == self.term
