@@ -6,6 +6,13 @@
 //! applied (or redirects with "not proposed" if another entry took the index), serves reads by
 //! ReadIndex once the apply point reaches the read index, and on losing leadership tells every
 //! waiting client to go elsewhere, marking writes as "maybe proposed".
+//!
+//! One refinement over the runtime: a node remembers, per client session, the latest write it
+//! proposed in this incarnation, and never answers "not proposed" (a redirect saying so, or
+//! "busy") to a copy of that write. The network may duplicate a request: one copy proposed and
+//! applied (its answer lost) and another answered "not proposed" would otherwise let the client
+//! count an applied write as definitely failed. (Found by the membership simulator: a leader
+//! handing over proposed one copy, then answered "busy" to the duplicate.)
 
 use std::collections::BTreeMap;
 
@@ -85,6 +92,8 @@ pub struct SimNode {
     pub transport: Box<NodeTransport>,
     kv: Box<SimKv>,
     writes: BTreeMap<Index, PendingWrite>,
+    /// Per client session: the latest write sequence number proposed in this incarnation.
+    proposed_seq: BTreeMap<u64, u64>,
     reads: BTreeMap<u64, PendingRead>,
     confirmed: Vec<(Index, PendingRead)>,
     next_read_id: u64,
@@ -148,6 +157,7 @@ impl SimNode {
             transport: Box::new(transport),
             kv: Box::new(SimKv::new(ArenaMap::new())),
             writes: BTreeMap::new(),
+            proposed_seq: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed: Vec::new(),
             next_read_id: 1,
@@ -247,6 +257,7 @@ impl SimNode {
         self.raw = Some(Box::new(raw));
         *self.kv = SimKv::new(ArenaMap::new());
         self.writes.clear();
+        self.proposed_seq.clear();
         self.reads.clear();
         self.confirmed.clear();
         self.was_leader = false;
@@ -322,6 +333,13 @@ impl SimNode {
         let Ok(req) = Request::decode(&bytes) else {
             return;
         };
+        // A copy of a write this node already proposed: whatever it answers now, it must not
+        // say "not proposed".
+        let proposed = !req.is_read_only()
+            && self
+                .proposed_seq
+                .get(&req.client_id)
+                .is_some_and(|&s| s >= req.seq);
         let redirect = |raw: &SimRaw| {
             // A node outside its own configuration that has one was removed: it hears from no
             // leader any more, so the leader it remembers may be long gone (and two such nodes
@@ -330,14 +348,22 @@ impl SimNode {
             let current = m.contains(raw.id()) || *m == Membership::EMPTY;
             Reply::Redirect {
                 leader: raw.leader().filter(|&l| l != raw.id() && current),
-                proposed: false,
+                proposed,
             }
+        };
+        let busy = if proposed {
+            Reply::Redirect {
+                leader: None,
+                proposed: true,
+            }
+        } else {
+            Reply::Busy
         };
         if raw.role() != Role::Leader {
             return reply(ctx, client, nonce, redirect(raw));
         }
         if self.writes.len() + self.reads.len() + self.confirmed.len() >= PENDING_MAX {
-            return reply(ctx, client, nonce, Reply::Busy);
+            return reply(ctx, client, nonce, busy);
         }
         if req.is_read_only() {
             let id = self.next_read_id;
@@ -365,10 +391,12 @@ impl SimNode {
                     seq: req.seq,
                 };
                 self.writes.insert(index, w);
+                let seq = self.proposed_seq.entry(req.client_id).or_default();
+                *seq = (*seq).max(req.seq);
             }
             Err(e) => match e.kind {
                 ProposeErrorKind::NotLeader { .. } => reply(ctx, client, nonce, redirect(raw)),
-                _ => reply(ctx, client, nonce, Reply::Busy),
+                _ => reply(ctx, client, nonce, busy),
             },
         }
     }

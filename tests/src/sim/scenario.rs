@@ -1159,8 +1159,8 @@ pub fn sweep(scenario: &Scenario, default_seeds: u64) -> SimReport {
         let c = total.conf;
         eprintln!(
             "{}: configuration changes: {} accepted ({} joint, {} removing or demoting the \
-             leader), {} took effect, {} retried; {} nodes retired, {} disks wiped and re-added, \
-             {} leadership transfers",
+             leader), {} took effect, {} retried; {} nodes retired, {} disks wiped and re-added \
+             ({} under their old id), {} leadership transfers",
             scenario.name,
             c.accepted,
             c.joint,
@@ -1169,6 +1169,7 @@ pub fn sweep(scenario: &Scenario, default_seeds: u64) -> SimReport {
             c.retried,
             c.retired,
             c.wiped,
+            c.same_id,
             c.transfers
         );
     }
