@@ -75,6 +75,13 @@ pub enum Body<'a> {
         last_term: Term,
         /// Sent because of a leadership transfer: receivers ignore their leader lease.
         transfer: bool,
+        /// Index of the configuration entry the candidate's configuration comes from (the
+        /// index of its snapshot if it came with one; 0 for the initial configuration). A
+        /// voter refuses a candidate whose configuration is older than the one before its own:
+        /// configurations take effect when applied, so such a candidate does not know of two
+        /// later changes, and the majorities of configurations two changes apart need not
+        /// overlap.
+        config_index: Index,
     },
     /// The answer to a vote or pre-vote request.
     VoteResponse {

@@ -125,6 +125,14 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     /// A `TimeoutNow` arrived while a committed configuration entry waited to be applied:
     /// campaign once it is. Cleared on any change of term or role.
     timeout_now_pending: bool,
+    /// Index of the configuration entry `membership` comes from; for one that came with a
+    /// snapshot, the snapshot's index (an upper bound: it is the configuration as of there).
+    config_index: Index,
+    /// `config_index` is the entry's own index (not a snapshot's).
+    config_exact: bool,
+    /// The exact index of the configuration entry before the current one, if known: we vote
+    /// for no candidate whose configuration is older (see `handle_vote_request`).
+    prev_config_index: Option<Index>,
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
@@ -165,6 +173,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             pending_conf_index: 0,
             leaving: false,
             timeout_now_pending: false,
+            config_index: 0,
+            config_exact: true,
+            prev_config_index: Some(0),
             cfg: Config::unset(),
         }
     }
@@ -206,6 +217,11 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.transfer_target = None;
         self.transfer_elapsed = 0;
         self.pending_conf_index = 0;
+        // The configuration came with the snapshot, if any (else it is the initial one); the
+        // log replayed on apply brings any later one.
+        self.config_index = self.log.first_index() - 1;
+        self.config_exact = self.config_index == 0;
+        self.prev_config_index = self.config_exact.then_some(0);
         self.cfg = cfg;
         self.become_follower(term, None);
         Ok(())
@@ -378,6 +394,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 last_index,
                 last_term,
                 transfer,
+                config_index: self.config_index,
             };
             self.send_with_term(to, msg_term, body);
         }
@@ -636,11 +653,17 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
     pub(crate) fn on_applied(&mut self, from: Index, to: Index) {
         if to > from && self.log.config_hint > from {
             let mut latest = None;
+            let (mut current, mut exact) = (self.config_index, self.config_exact);
+            let mut previous = self.prev_config_index;
             let mut bad = 0;
             let _ = self.log.visit(from + 1, to + 1, usize::MAX, &mut |e| {
                 if e.kind == EntryKind::Config {
                     match ConfigEntry::decode(e.data) {
-                        Ok(c) => latest = Some(c.membership),
+                        Ok(c) => {
+                            latest = Some(c.membership);
+                            previous = exact.then_some(current);
+                            (current, exact) = (e.index, true);
+                        }
                         Err(_) => bad += 1,
                     }
                 }
@@ -648,6 +671,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             });
             self.stats.bad_config_entries += bad;
             if let Some(m) = latest {
+                self.config_index = current;
+                self.config_exact = true;
+                self.prev_config_index = previous;
                 self.switch_membership(m);
             }
         }
@@ -871,8 +897,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 pre,
                 last_index,
                 last_term,
+                config_index,
                 ..
-            } => self.handle_vote_request(m, pre, last_index, last_term),
+            } => self.handle_vote_request(m, pre, last_index, last_term, config_index),
             Body::VoteResponse { pre, granted } => self.handle_vote_response(m.from, pre, granted),
             Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
                 if self.role != Role::Leader =>
@@ -942,13 +969,29 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         pre: bool,
         last_index: Index,
         last_term: Term,
+        config_index: Index,
     ) {
         // §5.2: one vote per term, first come first served; a pre-vote for a later term is
         // only a question and commits us to nothing.
         let can_vote = self.vote == Some(m.from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre && m.term > self.term);
-        let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
+        // Configurations take effect when applied, so a candidate may campaign in one the
+        // cluster has left. One change behind is safe (the majorities of consecutive
+        // configurations overlap, and a joint one needs both), and is how an heir that has not
+        // yet learned that its leader's removal committed gets elected. Two or more behind is
+        // not: the candidate may lack entries committed by a majority of the current
+        // configuration, and find a majority of its own among nodes that stopped hearing from
+        // the cluster — a removed node, typically (found by the membership simulator). A node
+        // not yet told that it was added or promoted still votes: such a candidate is ahead.
+        // Without the exact index of our previous configuration (we started from a snapshot,
+        // or installed one, since: a snapshot records the configuration as of its index, not
+        // the index of the entry it came from), we answer as before: refusing could leave an
+        // heir one change behind without the vote it needs.
+        let recent_config = self
+            .prev_config_index
+            .is_none_or(|previous| config_index >= previous);
+        let granted = can_vote && self.log.is_up_to_date(last_index, last_term) && recent_config;
         if granted && !pre {
             self.election_elapsed = 0;
             self.vote = Some(m.from);
@@ -1366,6 +1409,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             self.log.storage.finish_snapshot().map_err(Error::Storage)?;
             self.log.installed_snapshot(meta.index);
             self.membership = meta.membership.clone();
+            // The snapshot may skip changes: what came before its configuration is unknown.
+            self.config_index = meta.index;
+            self.config_exact = false;
+            self.prev_config_index = None;
             self.pending_restore = Some(meta.clone());
         }
         let body = Body::SnapshotResponse {

@@ -791,3 +791,41 @@ fn a_removed_leader_learns_it_was_replaced_without_pre_vote_or_check_quorum() {
     assert_ne!(net.node(l).role(), Role::Leader, "node {heir} leads");
     assert!(net.node(l).term() >= net.node(heir).term());
 }
+
+/// Configurations take effect when applied, so a candidate may campaign in a configuration the
+/// cluster has left. A node refuses its vote to one two or more changes behind its own (here
+/// before the joint configuration that removed node 3; node 3, removed, and node 1 both
+/// refuse), and grants one at most one change behind (the joint one: it needs the new
+/// majority too) or ahead. (Regression, found by the membership simulator: a node restarted
+/// knowing nothing past the configuration before a joint change won an election with the
+/// vote of a node that the change had removed, and lacked entries the new configuration had
+/// committed.)
+#[test]
+fn no_vote_for_a_candidate_two_configurations_behind() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    net.campaign(1);
+    let joint = net.node(1).last_index() + 1;
+    net.conf_change(1, &[AddVoter(4), Remove(3)]);
+    let leave = joint + 1;
+    assert_eq!(voters(&net, 3), vec![1, 2, 4], "node 3 applied its removal");
+    assert!(!net.node(1).membership().is_joint());
+    let last = (net.node(1).last_index() + 1, net.node(1).term());
+    for voter in [3, 1] {
+        let term = net.node(voter).term() + 1;
+        for (config_index, expected) in [(0, false), (joint, true), (leave, true)] {
+            let req = vote_req_in(2, voter, term, true, last, config_index);
+            net.node_mut(voter).step_bytes(&req).unwrap();
+            let granted = drain(net.node_mut(voter)).iter().any(|s| {
+                s.to == 2
+                    && matches!(
+                        s.msg().body,
+                        tinyraft::Body::VoteResponse { granted: true, .. }
+                    )
+            });
+            assert_eq!(
+                granted, expected,
+                "node {voter}, candidate configuration at {config_index}"
+            );
+        }
+    }
+}

@@ -339,6 +339,7 @@ fn vote_is_durable_before_the_answer_is_released() {
             last_index: 0,
             last_term: 0,
             transfer: false,
+            config_index: 0,
         },
     );
     n.step_bytes(&encode(&req)).unwrap();
