@@ -11,8 +11,8 @@
 //! 3. every node handles the messages in its inbox.
 //!
 //! Throughput is the number of proposals the leader applied per second. Each system is driven
-//! the way its documentation shows: tinyraft through `RawNode` (ready → persist → messages →
-//! committed entries → advance), raft-rs through `RawNode` (ready → messages → committed
+//! the way its documentation shows: tinyraft through `RawNode` (ready → early messages →
+//! persist → messages → committed entries → advance), raft-rs through `RawNode` (ready → messages → committed
 //! entries → append → hard state → persisted messages → advance → light ready →
 //! advance_apply, as in its `five_mem_node` example), noraft through `Node` and its
 //! `Actions` iterator. Every system gets the same batching and the same per-message byte cap;
@@ -241,6 +241,13 @@ mod tiny {
         ends: Vec<usize>,
     }
 
+    impl Inbox {
+        fn push(&mut self, bytes: &[u8]) {
+            self.bytes.extend_from_slice(bytes);
+            self.ends.push(self.bytes.len());
+        }
+    }
+
     pub(crate) struct TinyCluster {
         nodes: Vec<Box<Node>>,
         inboxes: Vec<Inbox>,
@@ -292,11 +299,14 @@ mod tiny {
                     continue;
                 }
                 let rd = node.ready();
+                // A leader's appends leave before its persist, as raft-rs's
+                // `Ready::messages` below and the node runtime do.
+                for (to, bytes) in node.early_messages(&rd) {
+                    self.inboxes[to as usize - 1].push(bytes);
+                }
                 let p = node.persist(rd).expect("memory persist");
                 for (to, bytes) in node.messages(&p) {
-                    let inbox = &mut self.inboxes[to as usize - 1];
-                    inbox.bytes.extend_from_slice(bytes);
-                    inbox.ends.push(inbox.bytes.len());
+                    self.inboxes[to as usize - 1].push(bytes);
                 }
                 let (applied, checksum) = (&mut self.applied, &mut self.checksum);
                 node.committed_entries(&p, &mut |e| {

@@ -28,8 +28,9 @@
 //!
 //! **Driving.** [`RawNode`] is the Ready/advance interface: the caller ticks, steps messages
 //! and proposes, then runs ready rounds that persist (one sync), send, and apply — in that
-//! order, which the types enforce. [`Node`] writes that loop once for any storage, transport
-//! and state machine.
+//! order, which the types enforce; only a leader's appends and heartbeats may leave before
+//! the sync ([`RawNode::early_messages`], dissertation §10.2.1). [`Node`] writes that loop
+//! once for any storage, transport and state machine.
 //!
 //! **Testing.** [`fault`] wraps any storage or transport in middleware that injects faults
 //! (lost un-synced writes, torn records, failed syncs; loss, duplication, delay, cut links),

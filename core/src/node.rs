@@ -40,7 +40,8 @@ use crate::Config;
 /// Why a ready round failed.
 #[derive(Debug)]
 pub enum NodeError<SE> {
-    /// Persisting failed; nothing of the round was sent or applied.
+    /// Persisting failed; nothing of the round was applied, and nothing was sent but a
+    /// leader's early appends and heartbeats (which need no durability on the leader).
     Storage(SE),
     /// Restoring the state machine from a snapshot, or taking one, failed. A failed restore
     /// leaves the state machine unusable: stop the node.
@@ -116,8 +117,9 @@ where
         self.raw.propose(data)
     }
 
-    /// Runs one ready round if there is one: persist (one sync), send, apply. `on_apply` gets
-    /// each applied entry's index and the state machine's response.
+    /// Runs one ready round if there is one: send what may leave early (a leader's appends,
+    /// see [`RawNode::early_messages`]), persist (one sync), send the rest, apply. `on_apply`
+    /// gets each applied entry's index and the state machine's response.
     pub fn process_ready(
         &mut self,
         on_apply: &mut dyn FnMut(Index, M::Response),
@@ -136,6 +138,12 @@ where
             return Ok(());
         }
         let ready = self.raw.ready();
+        // A leader's appends go out before its own sync, so that it overlaps the followers'.
+        for (to, bytes) in self.raw.early_messages(&ready) {
+            if self.transport.send(to, bytes).is_err() {
+                self.send_failures += 1;
+            }
+        }
         let persisted = self.raw.persist(ready).map_err(NodeError::Storage)?;
         self.raw
             .restore_snapshot(&persisted, &mut self.state_machine)

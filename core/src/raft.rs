@@ -1253,7 +1253,8 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         let log = &self.log;
         let mut sent_last = prev_index;
         let mut carried = 0;
-        let queued = self.outbox.push_with(to, bytes_max, |buf| {
+        // An append may leave before this round is persisted (see `send_early`).
+        let queued = self.outbox.push_early_with(to, head.2, bytes_max, |buf| {
             let mut w = AppendWriter::begin(buf, head, prev_index, prev_term, commit)?;
             if next <= last {
                 let read = log.visit(next, last + 1, bytes_max, &mut |e| {
@@ -1452,7 +1453,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             }
             let (to, commit) = (pr.id, pr.matched.min(self.log.committed));
             let context = self.last_context;
-            self.send(to, Body::Heartbeat { commit, context });
+            self.send_early(to, Body::Heartbeat { commit, context });
         }
         self.release_reads();
     }
@@ -1460,6 +1461,29 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
     fn send(&mut self, to: NodeId, body: Body<'_>) {
         let term = self.term;
         self.send_with_term(to, term, body);
+    }
+
+    /// Queues a leader's message that may leave before the round is persisted (dissertation
+    /// §10.2.1): appends and heartbeats reveal the leader's log and commit index, and the
+    /// leader counts itself toward a commit only with what is durable on its own disk
+    /// (`maybe_commit`). A crash may lose entries it already sent, but it cannot become leader
+    /// of this term again to write others in their place, provided the term and its vote for
+    /// itself are durable; `RawNode::early_messages` checks that.
+    fn send_early(&mut self, to: NodeId, body: Body<'_>) {
+        let msg = Message {
+            from: self.cfg.id,
+            to,
+            term: self.term,
+            body,
+        };
+        if !self
+            .outbox
+            .push_early_with(to, msg.term, self.cfg.message_bytes_max, |buf| {
+                msg.encode(buf)
+            })
+        {
+            self.stats.outbox_dropped += 1;
+        }
     }
 
     fn send_with_term(&mut self, to: NodeId, term: Term, body: Body<'_>) {

@@ -6,8 +6,9 @@
 //!   tick() / step(msg) / propose(data) / read_index(id)      any number, any order
 //!   if has_ready():
 //!       rd = ready()                  what is pending (entries, hard state, messages, ...)
+//!       early_messages(&rd)           → optional: hand each to the transport now
 //!       p  = persist(rd)?             entries + hard state written and synced: ONE sync
-//!       messages(&p)                  → hand each to the transport
+//!       messages(&p)                  → hand each to the transport (all but the early ones)
 //!       committed_entries(&p, f)?     → apply each to the state machine
 //!       read_states(&p)               → serve reads once applied >= index
 //!       advance(p)                    → release what was handed out
@@ -17,6 +18,15 @@
 //! a term or an appended entry must be durable before the message that reveals it leaves.
 //! The API enforces this: messages can only be read through a [`Persisted`] token, and the
 //! only way to get one is [`RawNode::persist`], which syncs the storage first.
+//!
+//! The one exception is [`RawNode::early_messages`]: a leader's appends and heartbeats, which
+//! may leave *before* the leader's own log is durable, so that the leader's sync overlaps the
+//! followers' (Raft dissertation §10.2.1). That is safe because the leader counts itself
+//! toward a commit only with entries durable on its own disk, and it is offered only once the
+//! term those messages carry, and the leader's vote for itself in it, are durable. A caller
+//! that never asks for early messages gets every message after persisting, as before; one
+//! that does sends the leader's appends, then syncs, then sends the rest, and the commit of a
+//! lone write waits for one sync instead of two in a row.
 
 use crate::config::Config;
 use crate::error::{Error, ProposeError};
@@ -42,7 +52,8 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Number of unstable entries to persist.
     pub entries: usize,
-    /// Number of messages that will be released after persisting.
+    /// Number of messages the round releases: after persisting, or (a leader's appends and
+    /// heartbeats) before, through [`RawNode::early_messages`].
     pub messages: usize,
     /// True if storage must be synced (entries, term or vote changed, or a configuration
     /// entry is to be applied past the synced commit index).
@@ -78,9 +89,9 @@ impl Persisted {
 /// `OUTBOX_BYTES` bounds the encoded messages waiting between two ready rounds and
 /// `UNSTABLE_BYTES` the entries accepted but not yet persisted.
 ///
-/// Call order: any inputs, then `ready` → `persist` → (`messages`, `committed_entries`,
-/// `read_states`) → `advance`. Inputs may also arrive between `ready` and `advance`; what they
-/// produce waits for the next round.
+/// Call order: any inputs, then `ready` → (`early_messages`, optional) → `persist` →
+/// (`messages`, `committed_entries`, `read_states`) → `advance`. Inputs may also arrive
+/// between `ready` and `advance`; what they produce waits for the next round.
 pub struct RawNode<
     S: Storage,
     const OUTBOX_BYTES: usize = OUTBOX_BYTES_DEFAULT,
@@ -281,6 +292,29 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         ready
     }
 
+    /// The round's messages that may leave *before* [`RawNode::persist`], as
+    /// `(destination, encoded bytes)`: a leader's appends and heartbeats, once the term they
+    /// carry and the leader's vote for itself in that term are durable (see the module docs
+    /// for why that is safe). Nothing else qualifies: vote requests, votes, a follower's
+    /// answers, snapshot chunks and `TimeoutNow` all wait for the round's sync. On a follower,
+    /// a candidate, or a leader whose term is not durable yet this yields nothing.
+    ///
+    /// Optional: a caller that never calls it gets these messages from
+    /// [`RawNode::messages`] after persisting. Each message is handed out once: those yielded
+    /// here count as sent as soon as this is called, and [`RawNode::messages`] skips them, so
+    /// hand every one to the transport (one that is not sent is lost, as on the network, and
+    /// Raft retries it). Call it between [`RawNode::ready`] and [`RawNode::persist`]; it only
+    /// yields messages of the round `ready` took stock of.
+    pub fn early_messages(&mut self, ready: &Ready) -> impl Iterator<Item = (NodeId, &[u8])> + '_ {
+        let hs = &self.persisted_hard_state;
+        let mask = if hs.vote == Some(self.raft.cfg.id) {
+            self.raft.outbox.take_early(ready.messages, hs.term)
+        } else {
+            0
+        };
+        self.raft.outbox.iter_selected(ready.messages, mask)
+    }
+
     /// Makes the round's state durable: appends every unstable entry, records the hard state
     /// and syncs the storage once. On error nothing is released and the next round retries.
     pub fn persist(&mut self, ready: Ready) -> Result<Persisted, S::Error> {
@@ -387,7 +421,8 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         Ok(())
     }
 
-    /// The round's messages, as `(destination, encoded bytes)`, for the transport.
+    /// The round's messages, as `(destination, encoded bytes)`, for the transport: all of
+    /// them, except those already handed out by [`RawNode::early_messages`].
     pub fn messages<'a>(&'a self, p: &Persisted) -> impl Iterator<Item = (NodeId, &'a [u8])> + 'a {
         self.raft.outbox.iter(p.messages)
     }

@@ -2,7 +2,9 @@
 //!
 //! The core never writes to storage on its own initiative: it writes only inside
 //! [`crate::RawNode::persist`], which appends the unstable entries, saves the hard state and
-//! calls [`Storage::sync`] once (group commit) before any message of that round may be sent.
+//! calls [`Storage::sync`] once (group commit) before any message of that round may be sent
+//! (but a leader's appends and heartbeats, which may leave before: see
+//! [`crate::RawNode::early_messages`]).
 
 use crate::types::{Entry, HardState, Index, InitialState, SnapshotMeta, Term};
 

@@ -9,16 +9,20 @@
 //! 2. take every datagram already queued (up to [`RECV_BATCH_MAX`]): Raft messages are
 //!    stepped into the node, client requests become proposals or ReadIndex requests;
 //! 3. tick the node for each tick interval that has passed;
-//! 4. run one ready round: persist with **one** fdatasync, then send, then apply and answer
-//!    the clients whose entries were applied, then serve confirmed reads.
+//! 4. run one ready round: send a leader's appends and heartbeats (the core's
+//!    `early_messages`), persist with **one** fdatasync, send the other messages, then apply
+//!    and answer the clients whose entries were applied, then serve confirmed reads.
 //!
 //! Everything that arrived during one loop turn shares the sync of step 4: that is the group
 //! commit, and it needs no coordination because there is nothing to coordinate with. Raft
 //! orders everything anyway, the core is `&mut self`, and the fsync is the bottleneck, which
 //! more threads would not remove. A single thread also keeps the persistence contract easy to
-//! see: nothing leaves the node (no message, no client answer) between the fsync of a round
-//! and the state it covers. Async would add a runtime dependency and buy nothing here: there
-//! is one socket and one file to wait on.
+//! see: nothing leaves the node (no vote, no answer to a peer, no client answer) before the
+//! fsync of the state it reveals. The leader's appends leave before its own fsync on purpose
+//! (Raft dissertation §10.2.1): the followers write the entries while the leader does, and
+//! the core counts the leader toward a commit only once its fsync is done, so a lone write
+//! waits for one fsync and a round trip rather than two fsyncs in a row. Async would add a
+//! runtime dependency and buy nothing here: there is one socket and one file to wait on.
 //!
 //! The state shared with other threads is only the [`Shutdown`] flag and the published
 //! [`NodeStatus`] (see [`crate::sync`], modelled with loom).
@@ -765,7 +769,7 @@ impl NodeRuntime {
         }
     }
 
-    /// One ready round: persist (one sync), send, apply, answer.
+    /// One ready round: send early, persist (one sync), send the rest, apply, answer.
     fn process_ready(&mut self) -> Result<(), RuntimeError> {
         if !self.raw.has_ready() {
             return Ok(());
@@ -779,6 +783,11 @@ impl NodeRuntime {
             self.was_leader = leader;
         }
         let synced = ready.must_sync;
+        // A leader's appends and heartbeats leave before its own fsync (see the module docs).
+        let (id, trace) = (self.raw.id(), self.trace);
+        for (to, bytes) in self.raw.early_messages(&ready) {
+            send_raft(&mut self.udp, trace, id, to, bytes);
+        }
         let persisted = self.raw.persist(ready)?;
         // A snapshot installed this round (or found at start) replaces the state machine
         // before the entries after it are applied.
@@ -788,19 +797,9 @@ impl NodeRuntime {
         self.stats.ready_rounds += 1;
         self.stats.syncs += u64::from(synced);
 
-        // Persisted: now, and only now, may the round's messages leave.
+        // Persisted: now, and only now, may the round's other messages leave.
         for (to, bytes) in self.raw.messages(&persisted) {
-            if self.trace {
-                if let Ok(m) = tinyraft::Message::decode(bytes) {
-                    eprintln!(
-                        "node {} -> {to} t{} {}",
-                        self.raw.id(),
-                        m.term,
-                        body_name(&m.body)
-                    );
-                }
-            }
-            let _ = self.udp.send(to, bytes);
+            send_raft(&mut self.udp, trace, id, to, bytes);
         }
 
         let (kv, writes, udp, buf, stats, configs) = (
@@ -943,6 +942,17 @@ fn build_on_big_stack<T: Send + 'static>(
         .spawn(f)?
         .join()
         .map_err(|_| RuntimeError::Config("building the node panicked".into()))?
+}
+
+/// Sends one Raft message from node `id` (a lost datagram is Raft's to retry), tracing it if
+/// asked to.
+fn send_raft(udp: &mut UdpTransport, trace: bool, id: NodeId, to: NodeId, bytes: &[u8]) {
+    if trace {
+        if let Ok(m) = tinyraft::Message::decode(bytes) {
+            eprintln!("node {id} -> {to} t{} {}", m.term, body_name(&m.body));
+        }
+    }
+    let _ = udp.send(to, bytes);
 }
 
 /// A message's kind and its main numbers, for traces.

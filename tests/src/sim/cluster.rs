@@ -413,8 +413,9 @@ impl SimNode {
         }
     }
 
-    /// Runs one ready round if there is one: persist, send, apply, answer. Returns false if
-    /// the node died persisting (an injected sync failure); the caller crashes it.
+    /// Runs one ready round if there is one: send early, persist, send the rest, apply,
+    /// answer. Returns false if the node died persisting (an injected sync failure); the
+    /// caller crashes it.
     pub fn process_ready(&mut self, ctx: &mut NodeCtx<'_>) -> bool {
         let Some(raw) = self.raw.as_deref_mut() else {
             return true;
@@ -445,6 +446,12 @@ impl SimNode {
                 }
             }
             self.was_leader = leader;
+        }
+        // As the runtime: a leader's appends and heartbeats leave before its own sync. An
+        // injected sync failure below then crashes a leader whose appends are already out,
+        // with the entries they carry lost or kept on its own disk as the crash decides.
+        for (to, bytes) in raw.early_messages(&ready) {
+            let _ = tinyraft::Transport::send(&mut *self.transport, to, bytes);
         }
         let Ok(persisted) = raw.persist(ready) else {
             return false;
