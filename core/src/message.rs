@@ -131,6 +131,20 @@ pub enum Body<'a> {
         /// The whole snapshot is installed and durable.
         done: bool,
     },
+    /// Voter → candidate, with a refusal when the candidate's configuration is older than the
+    /// voter's: the entries up to `index` are committed, and the one at `index` has `term`. A
+    /// fact about the log that any node may report: a receiver whose entry at `index` has the
+    /// same term holds the same entries up to there (Log Matching) and may commit them,
+    /// whatever the message's term. Configurations take effect when applied, and only leaders
+    /// tell commit indexes otherwise, so without this a candidate that never learned a change
+    /// committed could be left campaigning for ever in a configuration that needs the vote of
+    /// a node that will not give it.
+    Committed {
+        /// The highest index the sender knows to be committed.
+        index: Index,
+        /// The term of the entry there.
+        term: Term,
+    },
 }
 
 /// The wire tag of [`Body::Snapshot`].

@@ -688,6 +688,12 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
 
     fn switch_membership(&mut self, membership: Membership) {
         self.membership = membership;
+        if matches!(self.role, Role::Candidate | Role::PreCandidate) && !self.promotable() {
+            // A campaign learned (from `Committed`) of a change that took our vote away.
+            let term = self.term;
+            self.become_follower(term, None);
+            return;
+        }
         if self.role != Role::Leader {
             return;
         }
@@ -794,6 +800,15 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
     pub(crate) fn step(&mut self, m: &Message<'_>) -> Result<(), Error<S::Error>> {
         if m.to != self.id() {
             self.stats.messages_ignored += 1;
+            return Ok(());
+        }
+        if let Body::Committed { index, term } = m.body {
+            // A fact about the log, not a claim to lead: no term rules (see the message).
+            if index > self.log.committed && self.log.term(index) == Ok(term) {
+                self.log.commit_to(index);
+            } else {
+                self.stats.messages_ignored += 1;
+            }
             return Ok(());
         }
         if !self.membership.contains(m.from) {
@@ -998,6 +1013,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         }
         let term = if granted { m.term } else { self.term };
         self.send_with_term(m.from, term, Body::VoteResponse { pre, granted });
+        if !granted && config_index < self.config_index {
+            // The candidate does not know a configuration we have applied: tell it how far the
+            // log is committed, which may be all it lacks to count itself, or us out.
+            let index = self.log.committed;
+            if let Ok(term) = self.log.term(index) {
+                self.send(m.from, Body::Committed { index, term });
+            }
+        }
     }
 
     fn handle_vote_response(&mut self, from: NodeId, pre: bool, granted: bool) {

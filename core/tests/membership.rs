@@ -829,3 +829,52 @@ fn no_vote_for_a_candidate_two_configurations_behind() {
         }
     }
 }
+
+/// Only leaders tell commit indexes, and configurations take effect when applied, so a node
+/// that never learned that a change committed may campaign for ever in a configuration that
+/// needs a vote it will not get (found by the membership simulator: the new sole voter of a
+/// joint replacement, restarted in the joint configuration, needed the removed node's vote,
+/// which that node refused since its log was longer; and the removed node cannot campaign).
+/// A node refusing a candidate whose configuration is older than its own tells it how far the
+/// log is committed (`Committed`), and a node adopts that when its entry there has the same
+/// term, whatever the message's term.
+#[test]
+fn a_candidate_behind_learns_the_commit_index_from_a_refusal() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    net.campaign(1);
+    net.conf_change(1, &[AddVoter(4), Remove(3)]);
+    let (committed, term) = (net.node(1).committed(), net.node(1).term());
+    // A candidate with the initial configuration and a shorter log: refused, and told.
+    let req = vote_req_in(2, 1, term + 1, true, (1, 1), 0);
+    net.node_mut(1).step_bytes(&req).unwrap();
+    let sent = drain(net.node_mut(1));
+    assert!(sent.iter().any(|s| s.to == 2
+        && s.msg().body
+            == tinyraft::Body::Committed {
+                index: committed,
+                term
+            }));
+    // A node whose entry there matches adopts the commit index; one whose does not, ignores it.
+    let mut follower = node(8, &[9, 8]);
+    follower
+        .step_bytes(&append_msg(9, 8, 2, (0, 0), 0, &[(1, 2), (2, 2)]))
+        .unwrap();
+    round(&mut follower);
+    assert_eq!(follower.committed(), 0);
+    let wrong = encode(&msg(
+        7,
+        8,
+        0,
+        tinyraft::Body::Committed { index: 2, term: 3 },
+    ));
+    follower.step_bytes(&wrong).unwrap();
+    assert_eq!(follower.committed(), 0, "a different entry there");
+    let right = encode(&msg(
+        7,
+        8,
+        0,
+        tinyraft::Body::Committed { index: 2, term: 2 },
+    ));
+    follower.step_bytes(&right).unwrap();
+    assert_eq!(follower.committed(), 2);
+}
