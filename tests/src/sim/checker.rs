@@ -19,10 +19,10 @@
 //!   latest configuration entry at or below its applied index (the initial configuration if
 //!   there is none; a node still joining may have none at all). A snapshot carries the
 //!   configuration as of its index, so restoring one keeps this true.
-//! - **Only a voter campaigns or wins**: a candidate or pre-candidate is a voter of its own
-//!   configuration, and so is a leader when it is first seen leading its term (a learner, a
-//!   removed or a joining node never wins an election). A leader that stops being a voter
-//!   (it applied its own removal or demotion) may lead on only to hand over: it must be
+//! - **Only a voter campaigns, and a non-voter leads only to hand over**: a candidate or
+//!   pre-candidate is a voter of its own configuration, so a learner, a removed or a joining
+//!   node never campaigns, let alone wins; a leader that is not a voter of its configuration
+//!   (it applied its own removal or demotion, possibly in the step that elected it) must be
 //!   transferring leadership, which takes no proposals. Election Safety above is over the
 //!   whole run, so it also holds across configurations.
 //!
@@ -75,8 +75,6 @@ pub struct Invariants {
     initial: Membership,
     /// Configuration entries applied by any node, by index (each one committed).
     configs: BTreeMap<Index, Membership>,
-    /// Terms whose leader was checked to be a voter when first seen leading.
-    voter_won: BTreeSet<Term>,
     /// Breaches found so far.
     pub violations: Vec<Violation>,
     /// Elections observed (distinct `(term, leader)` pairs).
@@ -123,8 +121,9 @@ impl Invariants {
             .map(|(&i, m)| (i, m))
     }
 
-    /// Checks node `id`'s configuration against its applied index, and that it campaigns and
-    /// wins only as a voter (`handing_over`: it is transferring leadership). `joining`: it
+    /// Checks node `id`'s configuration against its applied index, that it campaigns only as
+    /// a voter, and leads as a non-voter only to hand over (`handing_over`: it is transferring
+    /// leadership). `joining`: it
     /// started without a configuration, so before its first configuration entry (or a
     /// snapshot) it may have none.
     #[allow(clippy::too_many_arguments)]
@@ -152,9 +151,8 @@ impl Invariants {
             ));
         }
         let voter = membership.is_voter(id);
-        let won = role == Role::Leader && self.voter_won.insert(term);
         let campaigning = matches!(role, Role::Candidate | Role::PreCandidate);
-        if !voter && (campaigning || won) {
+        if !voter && campaigning {
             self.violations.push(format!(
                 "node {id} is {role:?} in term {term} but not a voter of its configuration \
                  {membership:?}"

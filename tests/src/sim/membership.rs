@@ -22,11 +22,13 @@
 //! computes each change from the leader's own configuration, so core must accept it). Now and
 //! then it hands leadership to another voter instead.
 //!
-//! It proposes one change at a time, and waits until the change is *resolved*: some leader has
-//! applied its index (it took effect, or another entry won that index), or a leader of a later
-//! term has applied an entry of its own term (then the change can never commit: a log holding
-//! it is less up to date than that committed entry). Its bookkeeping only moves forward with
-//! the applied index it reads, so a stale leader cannot make it forget a change.
+//! It usually waits for a change to be *resolved* before the next (now and then it does not,
+//! and core must refuse the second while the first is not applied): some leader has applied
+//! its index (it took effect, or another entry won that index), or a leader of a later term
+//! has applied an entry of its own term (then the change can never commit: a log holding it is
+//! less up to date than that committed entry). Its bookkeeping waits until every change it
+//! proposed is resolved, and only moves forward with the applied index it reads, so a stale
+//! leader cannot make it forget a change.
 //!
 //! # Removed nodes, and re-adding them
 //!
@@ -147,7 +149,7 @@ pub struct ConfChanger {
     rng: SplitMix64,
     /// The accepted change not yet resolved: its index, the term it was proposed in, and the
     /// configuration it aims at.
-    pending: Option<(Index, Term, Membership)>,
+    pending: Vec<(Index, Term, Membership)>,
     /// The highest applied index the bookkeeping has read a configuration at.
     seen_applied: Index,
     /// Per slot: in no configuration since its disk was last wiped (or since the start).
@@ -180,7 +182,7 @@ impl ConfChanger {
         Self {
             plan,
             rng,
-            pending: None,
+            pending: Vec::new(),
             seen_applied: 0,
             fresh: (0..slots).map(|i| i >= initial).collect(),
             removed_at: vec![None; slots],
@@ -193,7 +195,7 @@ impl ConfChanger {
 
     /// True while an accepted change is not resolved.
     pub fn pending(&self) -> bool {
-        self.pending.is_some()
+        !self.pending.is_empty()
     }
 
     /// True if slot `i` was seen out of the configuration (and is not fresh).
@@ -242,23 +244,25 @@ impl ConfChanger {
         let Some((l, term, applied, m)) = self.leader_view(sim) else {
             return;
         };
-        if let Some((index, proposed_in, target)) = &self.pending {
-            let raw = sim.nodes[l].raw.as_deref().expect("up");
-            let own_term_applied = raw.term_at(applied) == Some(term);
-            if applied >= *index || (term > *proposed_in && own_term_applied) {
-                let effect = applied >= *index && (m == *target || m == target.leave_joint());
-                if effect {
-                    self.stats.took_effect += 1;
-                }
-                self.last_took_effect = effect;
-                sim.note(format!(
-                    "configuration change at {index} {}",
-                    if effect { "took effect" } else { "was lost" }
-                ));
-                self.pending = None;
-            } else {
-                return;
+        let raw = sim.nodes[l].raw.as_deref().expect("up");
+        let own_term_applied = raw.term_at(applied) == Some(term);
+        let mut notes = Vec::new();
+        self.pending.retain(|(index, proposed_in, target)| {
+            if applied < *index && !(term > *proposed_in && own_term_applied) {
+                return true;
             }
+            let effect = applied >= *index && (m == *target || m == target.leave_joint());
+            notes.push((*index, effect));
+            false
+        });
+        for (index, effect) in notes {
+            self.stats.took_effect += u64::from(effect);
+            self.last_took_effect = effect;
+            let what = if effect { "took effect" } else { "was lost" };
+            sim.note(format!("configuration change at {index} {what}"));
+        }
+        if !self.pending.is_empty() {
+            return;
         }
         self.seen_applied = applied;
         if m.is_joint() {
@@ -381,7 +385,7 @@ impl ConfChanger {
                 sim.note(format!(
                     "leader {id} accepted {changes:?} ({mode:?}) at {index}: {target:?}"
                 ));
-                self.pending = Some((index, term, target));
+                self.pending.push((index, term, target));
                 Ok(Some(index))
             }
             Err(e) => {
@@ -412,7 +416,9 @@ impl ConfChanger {
             return;
         }
         self.next_at = sim.now + (1 + self.rng.below(6)) * STEPS_PER_TICK;
-        if self.pending.is_some() {
+        // Now and then an impatient operator does not wait for the last change: core must
+        // refuse a second one while the first is not applied (one change at a time).
+        if !self.pending.is_empty() && !self.rng.chance(250_000) {
             return;
         }
         // Removed nodes run on for a while, then are decommissioned, once no node needs them.
