@@ -75,6 +75,13 @@ pub enum Body<'a> {
         last_term: Term,
         /// Sent because of a leadership transfer: receivers ignore their leader lease.
         transfer: bool,
+        /// Index of the configuration entry the candidate's configuration comes from (the
+        /// index of its snapshot if it came with one; 0 for the initial configuration). A
+        /// voter refuses a candidate whose configuration is older than the one before its own:
+        /// configurations take effect when applied, so such a candidate does not know of two
+        /// later changes, and the majorities of configurations two changes apart need not
+        /// overlap.
+        config_index: Index,
     },
     /// The answer to a vote or pre-vote request.
     VoteResponse {
@@ -123,6 +130,20 @@ pub enum Body<'a> {
         next_offset: u64,
         /// The whole snapshot is installed and durable.
         done: bool,
+    },
+    /// Voter → candidate, with a refusal when the candidate's configuration is older than the
+    /// voter's: the entries up to `index` are committed, and the one at `index` has `term`. A
+    /// fact about the log that any node may report: a receiver whose entry at `index` has the
+    /// same term holds the same entries up to there (Log Matching) and may commit them,
+    /// whatever the message's term. Configurations take effect when applied, and only leaders
+    /// tell commit indexes otherwise, so without this a candidate that never learned a change
+    /// committed could be left campaigning for ever in a configuration that needs the vote of
+    /// a node that will not give it.
+    Committed {
+        /// The highest index the sender knows to be committed.
+        index: Index,
+        /// The term of the entry there.
+        term: Term,
     },
 }
 

@@ -117,9 +117,22 @@ pub(crate) struct Raft<S, const OUT: usize, const UNSTABLE: usize> {
     /// Leader: index of the latest configuration entry it appended (or of its first entry of
     /// the term); no new change until this is applied.
     pending_conf_index: Index,
+    /// Leader: the latest configuration entry in its log that it has not applied (appended by
+    /// it, or inherited) removes or demotes it. It takes no more proposals, so that whoever
+    /// takes over can hold its whole log: once it has stopped leading for any reason (a crash,
+    /// a later term), a longer log would make it refuse its vote to the new voters.
+    leaving: bool,
     /// A `TimeoutNow` arrived while a committed configuration entry waited to be applied:
     /// campaign once it is. Cleared on any change of term or role.
     timeout_now_pending: bool,
+    /// Index of the configuration entry `membership` comes from; for one that came with a
+    /// snapshot, the snapshot's index (an upper bound: it is the configuration as of there).
+    config_index: Index,
+    /// `config_index` is the entry's own index (not a snapshot's).
+    config_exact: bool,
+    /// The exact index of the configuration entry before the current one, if known: we vote
+    /// for no candidate whose configuration is older (see `handle_vote_request`).
+    prev_config_index: Option<Index>,
 }
 
 impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE> {
@@ -158,7 +171,11 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             transfer_target: None,
             transfer_elapsed: 0,
             pending_conf_index: 0,
+            leaving: false,
             timeout_now_pending: false,
+            config_index: 0,
+            config_exact: true,
+            prev_config_index: Some(0),
             cfg: Config::unset(),
         }
     }
@@ -200,6 +217,11 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.transfer_target = None;
         self.transfer_elapsed = 0;
         self.pending_conf_index = 0;
+        // The configuration came with the snapshot, if any (else it is the initial one); the
+        // log replayed on apply brings any later one.
+        self.config_index = self.log.first_index() - 1;
+        self.config_exact = self.config_index == 0;
+        self.prev_config_index = self.config_exact.then_some(0);
         self.cfg = cfg;
         self.become_follower(term, None);
         Ok(())
@@ -282,6 +304,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.broadcast_pending = false;
         self.transfer_target = None;
         self.timeout_now_pending = false;
+        self.leaving = false;
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -320,6 +343,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             // Capacity: a valid membership has at most PEERS_MAX members.
             let _ = self.progress.push(pr);
         }
+        self.leaving = self.unapplied_config_removes_me();
         // §5.4.2: commit entries of earlier terms by committing one of our own.
         let noop_fits = self.log.append(self.term, EntryKind::Normal, &[]).is_ok();
         debug_assert!(noop_fits || self.log.unstable_len() > 0);
@@ -328,6 +352,25 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         self.pending_conf_index = self.log.last_index();
         self.broadcast_pending = true;
         self.maybe_commit();
+    }
+
+    /// True if the latest configuration entry past the applied index removes or demotes us.
+    fn unapplied_config_removes_me(&self) -> bool {
+        let (applied, last) = (self.log.applied, self.log.last_index());
+        if self.log.config_hint <= applied {
+            return false;
+        }
+        let me = self.id();
+        let mut removes = false;
+        let _ = self.log.visit(applied + 1, last + 1, usize::MAX, &mut |e| {
+            if e.kind == EntryKind::Config {
+                if let Ok(c) = ConfigEntry::decode(e.data) {
+                    removes = !c.membership.leave_joint().is_voter(me);
+                }
+            }
+            true
+        });
+        removes
     }
 
     fn campaign(&mut self, pre: bool, transfer: bool) {
@@ -351,6 +394,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 last_index,
                 last_term,
                 transfer,
+                config_index: self.config_index,
             };
             self.send_with_term(to, msg_term, body);
         }
@@ -384,7 +428,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             self.heartbeat_elapsed += 1;
             if self.election_elapsed >= self.cfg.election_ticks {
                 self.election_elapsed = 0;
-                if self.cfg.check_quorum && !self.quorum_recently_active() {
+                // A leader that is no longer a voter stays until its heir takes over (see
+                // `hand_over`): it may be the only node that can tell the new voters they are
+                // voters. It serves no lease reads meanwhile (it is transferring).
+                if self.cfg.check_quorum && !self.quorum_recently_active() && self.promotable() {
                     let term = self.term;
                     self.become_follower(term, None);
                     return;
@@ -394,8 +441,12 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 self.transfer_elapsed += 1;
                 if self.transfer_elapsed >= self.cfg.election_ticks {
                     // §3.10: the target did not take over within an election timeout (down,
-                    // cut off, or too far behind); keep leading and accept proposals again.
+                    // cut off, or too far behind); keep leading and accept proposals again,
+                    // unless we are no longer a voter: then hand over again.
                     self.transfer_target = None;
+                    if !self.promotable() {
+                        self.hand_over();
+                    }
                 }
             }
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
@@ -431,7 +482,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 leader: self.leader,
             });
         }
-        if self.transfer_target.is_some() {
+        if self.transfer_target.is_some() || self.leaving {
             return fail(ProposeErrorKind::Transferring);
         }
         if data.len() > ENTRY_DATA_BYTES_MAX {
@@ -506,7 +557,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             });
         }
         if target == self.id() {
-            self.transfer_target = None;
+            // A leader that is no longer a voter keeps handing over.
+            if self.promotable() {
+                self.transfer_target = None;
+            }
             return Ok(());
         }
         if !self.membership.voters.contains(&target) {
@@ -554,7 +608,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 leader: self.leader,
             });
         }
-        if self.transfer_target.is_some() {
+        if self.transfer_target.is_some() || self.leaving {
             return Err(ConfChangeError::Transferring);
         }
         if context.len() > CONF_CONTEXT_BYTES_MAX {
@@ -577,6 +631,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         context: &[u8],
     ) -> Result<Index, ConfChangeError> {
         let mut buf = [0u8; CONFIG_ENTRY_BYTES_MAX];
+        let leaving = !membership.leave_joint().is_voter(self.id());
         let entry = ConfigEntry {
             membership,
             context,
@@ -589,6 +644,7 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             .append(self.term, EntryKind::Config, &buf[..n])
             .map_err(|_| ConfChangeError::Full)?;
         self.pending_conf_index = index;
+        self.leaving = leaving;
         self.broadcast_pending = true;
         Ok(index)
     }
@@ -597,11 +653,17 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
     pub(crate) fn on_applied(&mut self, from: Index, to: Index) {
         if to > from && self.log.config_hint > from {
             let mut latest = None;
+            let (mut current, mut exact) = (self.config_index, self.config_exact);
+            let mut previous = self.prev_config_index;
             let mut bad = 0;
             let _ = self.log.visit(from + 1, to + 1, usize::MAX, &mut |e| {
                 if e.kind == EntryKind::Config {
                     match ConfigEntry::decode(e.data) {
-                        Ok(c) => latest = Some(c.membership),
+                        Ok(c) => {
+                            latest = Some(c.membership);
+                            previous = exact.then_some(current);
+                            (current, exact) = (e.index, true);
+                        }
                         Err(_) => bad += 1,
                     }
                 }
@@ -609,6 +671,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             });
             self.stats.bad_config_entries += bad;
             if let Some(m) = latest {
+                self.config_index = current;
+                self.config_exact = true;
+                self.prev_config_index = previous;
                 self.switch_membership(m);
             }
         }
@@ -623,31 +688,13 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
 
     fn switch_membership(&mut self, membership: Membership) {
         self.membership = membership;
-        if self.role != Role::Leader {
-            return;
-        }
-        let me = self.id();
-        if !self.membership.is_voter(me) {
-            // §4.2.2: a leader removed from (or demoted in) the configuration steps down once
-            // the change is committed; it first tells the most up-to-date voter to take over
-            // at once, so the cluster does not wait for an election timeout. Under a steady
-            // stream of proposals no follower has every entry at this instant, so the heir is
-            // the voter with the most, sent what it lacks just before (messages leave in
-            // order); if it still lacks an entry another voter has, it loses, and an election
-            // follows as it would have anyway.
-            let committed = self.log.committed;
-            let heir = self
-                .progress
-                .iter()
-                .filter(|p| p.matched >= committed && self.membership.voters.contains(&p.id))
-                .max_by_key(|p| p.matched)
-                .map(|p| p.id);
-            if let Some(heir) = heir {
-                self.send_appends(heir);
-                self.send(heir, Body::TimeoutNow);
-            }
+        if matches!(self.role, Role::Candidate | Role::PreCandidate) && !self.promotable() {
+            // A campaign learned (from `Committed`) of a change that took our vote away.
             let term = self.term;
             self.become_follower(term, None);
+            return;
+        }
+        if self.role != Role::Leader {
             return;
         }
         let membership = &self.membership;
@@ -675,6 +722,34 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             for id in added {
                 self.send_append(id, true);
             }
+        }
+        if !self.promotable() {
+            self.hand_over();
+        }
+    }
+
+    /// §4.2.2: a leader removed from (or demoted in) the configuration hands leadership to the
+    /// voter that holds the most of its log, as a leadership transfer (§3.10): it takes no more
+    /// proposals, brings the heir up to date, tells it to campaign at once, and steps down when
+    /// it does. Until then it keeps leading the new configuration (its own acknowledgements no
+    /// longer count), and if the heir has not taken over within an election timeout it tries
+    /// again. Stepping down at once would strand a cluster whose new voters lack the leader's
+    /// last entries or do not know the change committed (so do not count themselves voters
+    /// yet), if the messages handing over were lost: nobody else could win an election.
+    fn hand_over(&mut self) {
+        let voters = &self.membership.voters;
+        let heir = self
+            .progress
+            .iter()
+            .filter(|p| voters.contains(&p.id))
+            .max_by_key(|p| p.matched)
+            .map(|p| p.id);
+        if let Some(heir) = heir {
+            // Appends first: they tell the heir the commit index, which it may need to count
+            // itself a voter, and bring it what it lacks, before the TimeoutNow.
+            self.send_append(heir, true);
+            self.send_appends(heir);
+            let _ = self.transfer_leader(heir);
         }
     }
 
@@ -727,24 +802,38 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             self.stats.messages_ignored += 1;
             return Ok(());
         }
+        if let Body::Committed { index, term } = m.body {
+            // A fact about the log, not a claim to lead: no term rules (see the message).
+            if index > self.log.committed && self.log.term(index) == Ok(term) {
+                self.log.commit_to(index);
+            } else {
+                self.stats.messages_ignored += 1;
+            }
+            return Ok(());
+        }
         if !self.membership.contains(m.from) {
-            // A node that is not in its own configuration is joining (it learns the
-            // configuration from the log) or was removed: it follows whoever leads.
-            let joining = !self.membership.contains(self.id());
+            // Our configuration may be behind the sender's: we are joining (we learn the
+            // configuration from the log), or lagging (the leader was added by a change we
+            // have not applied yet), or were removed. Whoever leads, we follow: the term
+            // rules still apply, and it is how we catch up.
             let from_leader = matches!(
                 m.body,
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
             );
-            // A non-voter may have been promoted without having applied it yet: answer a
-            // candidate that counts on us (its vote is only counted by a configuration in
-            // which we vote, and a vote is once per term as always).
-            let ballot =
-                matches!(m.body, Body::Vote { .. }) && !self.membership.is_voter(self.id());
+            // We may be a voter of the candidate's configuration by a change we have not
+            // applied (a promoted learner, a joining node, a voter behind): answer a candidate
+            // that counts on us (its vote is only counted by a configuration in which we vote,
+            // and a vote is once per term as always) — unless we heard from a leader within an
+            // election timeout (dissertation §4.2.3), so that a removed node that never learned
+            // it was removed cannot raise our term and cut us off from the leader.
+            let heard_leader =
+                self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks;
+            let ballot = matches!(m.body, Body::Vote { .. }) && !heard_leader;
             // A leader that removed itself hands over with TimeoutNow as it leaves.
             let handover = matches!(m.body, Body::TimeoutNow)
                 && m.term == self.term
                 && self.leader == Some(m.from);
-            if !(handover || ballot || (joining && from_leader)) {
+            if !(handover || ballot || from_leader) {
                 self.stats.messages_ignored += 1;
                 return Err(Error::UnknownPeer(m.from));
             }
@@ -790,10 +879,14 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         } else if m.term < self.term {
             match m.body {
                 Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
-                    if self.cfg.check_quorum || self.cfg.pre_vote =>
+                    if self.cfg.check_quorum
+                        || self.cfg.pre_vote
+                        || !self.membership.contains(m.from) =>
                 {
                     // A stale leader cut off by a partition: tell it our term so it steps down
                     // (without this, pre-vote could leave it leading a term nobody follows).
+                    // A leader we no longer count handed over to us or another voter: nobody
+                    // else would ever send it a later term.
                     let body = Body::AppendResponse {
                         success: false,
                         index: 0,
@@ -819,8 +912,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
                 pre,
                 last_index,
                 last_term,
+                config_index,
                 ..
-            } => self.handle_vote_request(m, pre, last_index, last_term),
+            } => self.handle_vote_request(m, pre, last_index, last_term, config_index),
             Body::VoteResponse { pre, granted } => self.handle_vote_response(m.from, pre, granted),
             Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
                 if self.role != Role::Leader =>
@@ -890,19 +984,43 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
         pre: bool,
         last_index: Index,
         last_term: Term,
+        config_index: Index,
     ) {
         // §5.2: one vote per term, first come first served; a pre-vote for a later term is
         // only a question and commits us to nothing.
         let can_vote = self.vote == Some(m.from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre && m.term > self.term);
-        let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
+        // Configurations take effect when applied, so a candidate may campaign in one the
+        // cluster has left. One change behind is safe (the majorities of consecutive
+        // configurations overlap, and a joint one needs both), and is how an heir that has not
+        // yet learned that its leader's removal committed gets elected. Two or more behind is
+        // not: the candidate may lack entries committed by a majority of the current
+        // configuration, and find a majority of its own among nodes that stopped hearing from
+        // the cluster — a removed node, typically (found by the membership simulator). A node
+        // not yet told that it was added or promoted still votes: such a candidate is ahead.
+        // Without the exact index of our previous configuration (we started from a snapshot,
+        // or installed one, since: a snapshot records the configuration as of its index, not
+        // the index of the entry it came from), we answer as before: refusing could leave an
+        // heir one change behind without the vote it needs.
+        let recent_config = self
+            .prev_config_index
+            .is_none_or(|previous| config_index >= previous);
+        let granted = can_vote && self.log.is_up_to_date(last_index, last_term) && recent_config;
         if granted && !pre {
             self.election_elapsed = 0;
             self.vote = Some(m.from);
         }
         let term = if granted { m.term } else { self.term };
         self.send_with_term(m.from, term, Body::VoteResponse { pre, granted });
+        if !granted && config_index < self.config_index {
+            // The candidate does not know a configuration we have applied: tell it how far the
+            // log is committed, which may be all it lacks to count itself, or us out.
+            let index = self.log.committed;
+            if let Ok(term) = self.log.term(index) {
+                self.send(m.from, Body::Committed { index, term });
+            }
+        }
     }
 
     fn handle_vote_response(&mut self, from: NodeId, pre: bool, granted: bool) {
@@ -1315,6 +1433,10 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             self.log.storage.finish_snapshot().map_err(Error::Storage)?;
             self.log.installed_snapshot(meta.index);
             self.membership = meta.membership.clone();
+            // The snapshot may skip changes: what came before its configuration is unknown.
+            self.config_index = meta.index;
+            self.config_exact = false;
+            self.prev_config_index = None;
             self.pending_restore = Some(meta.clone());
         }
         let body = Body::SnapshotResponse {

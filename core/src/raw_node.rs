@@ -55,7 +55,8 @@ pub struct Ready {
     /// Number of messages the round releases: after persisting, or (a leader's appends and
     /// heartbeats) before, through [`RawNode::early_messages`].
     pub messages: usize,
-    /// True if storage must be synced (entries, term or vote changed).
+    /// True if storage must be synced (entries, term or vote changed, or a configuration
+    /// entry is to be applied past the synced commit index).
     pub must_sync: bool,
 }
 
@@ -98,6 +99,9 @@ pub struct RawNode<
 > {
     raft: Raft<S, OUTBOX_BYTES, UNSTABLE_BYTES>,
     persisted_hard_state: HardState,
+    /// The commit index of the last synced hard state. Invariant: no configuration entry
+    /// above it has been applied.
+    synced_commit: Index,
     last_soft_state: SoftState,
 }
 
@@ -127,6 +131,7 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
                 vote: None,
                 commit: 0,
             },
+            synced_commit: 0,
             last_soft_state: SoftState {
                 leader: None,
                 role: Role::Follower,
@@ -147,6 +152,7 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
             self.raft.pending_restore = Some(meta);
         }
         self.persisted_hard_state = self.raft.hard_state();
+        self.synced_commit = self.persisted_hard_state.commit;
         self.last_soft_state = self.raft.soft_state();
         debug_assert!(self.raft.invariants_hold());
         Ok(())
@@ -257,6 +263,15 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         hs
     }
 
+    /// True if this round must sync the commit index in `hs` before applying: a configuration
+    /// entry may be among the entries to apply (`config_hint` may be stale-high: that costs an
+    /// extra sync), and a node must never apply a configuration that a restart could take
+    /// back: it would return to a configuration it had left, and could find itself unable to
+    /// campaign in the one it is in, or campaign in one that is two changes old.
+    fn config_sync_due(&self, hs: &HardState) -> bool {
+        self.raft.log.config_hint > self.raft.log.applied && hs.commit > self.synced_commit
+    }
+
     /// Takes stock of what is pending. Packs batched proposals into append messages first.
     pub fn ready(&mut self) -> Ready {
         self.raft.flush_broadcast();
@@ -271,7 +286,7 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
             hard_state: hard_changed.then_some(hs),
             entries,
             messages: self.raft.outbox.len(),
-            must_sync: entries > 0 || durable_changed,
+            must_sync: entries > 0 || durable_changed || self.config_sync_due(&hs),
         };
         self.last_soft_state = soft;
         ready
@@ -305,16 +320,20 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
     /// [`RawNode::early_messages`] handed out has left) and the next round retries.
     pub fn persist(&mut self, ready: Ready) -> Result<Persisted, S::Error> {
         let hs = self.durable_hard_state();
+        let config_ahead = self.raft.log.config_hint > self.raft.log.applied;
+        let config_sync = self.config_sync_due(&hs);
         let log = &mut self.raft.log;
         let must_sync = log.unstable_len() > 0
             || hs.term != self.persisted_hard_state.term
-            || hs.vote != self.persisted_hard_state.vote;
+            || hs.vote != self.persisted_hard_state.vote
+            || config_sync;
         log.write_unstable()?;
         if hs != self.persisted_hard_state {
             log.storage.set_hard_state(&hs)?;
         }
         if must_sync || ready.must_sync {
             log.storage.sync()?;
+            self.synced_commit = hs.commit;
         }
         log.mark_persisted();
         self.persisted_hard_state = hs;
@@ -325,10 +344,13 @@ impl<S: Storage, const OUTBOX_BYTES: usize, const UNSTABLE_BYTES: usize>
         let applied = snapshot
             .as_ref()
             .map_or(log.applied, |m| m.index.max(log.applied));
-        let apply_to = log
+        let mut apply_to = log
             .committed
             .min(log.persisted_index())
             .min(applied + self.raft.cfg.apply_entries_max);
+        if config_ahead {
+            apply_to = apply_to.min(self.synced_commit.max(applied));
+        }
         Ok(Persisted {
             messages: ready.messages,
             apply_from: applied + 1,

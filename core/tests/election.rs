@@ -283,6 +283,7 @@ fn leader_steps_down_on_any_message_with_a_later_term() {
                 last_index: 0,
                 last_term: 0,
                 transfer: false,
+                config_index: 0,
             },
             None,
         ),

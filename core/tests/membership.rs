@@ -375,20 +375,54 @@ fn a_new_node_catches_up_by_snapshot() {
     );
 }
 
-/// A member ignores a stranger; a joining node follows whoever leads.
+/// A node follows a leader its configuration does not know (it is joining, or behind the
+/// change that added the leader), but a voter that has a leader ignores a stranger's vote
+/// request, so a removed node that never learned it was removed cannot disrupt it.
 #[test]
-fn strangers_are_refused_unless_joining() {
+fn strangers_are_followed_but_cannot_disrupt() {
     let mut net = Network::with_joiners(3, 4, |_| {});
     net.campaign(1);
-    let hb = heartbeat(4, 2, net.node(2).term(), 0, 0);
-    assert!(matches!(
-        net.node_mut(2).step_bytes(&hb),
-        Err(tinyraft::Error::UnknownPeer(4))
-    ));
     let hb = heartbeat(1, 4, net.node(1).term(), 0, 0);
     net.node_mut(4).step_bytes(&hb).unwrap();
     assert_eq!(net.node(4).leader(), Some(1));
     assert_eq!(*net.node(4).membership(), Membership::EMPTY);
+    let term = net.node(2).term();
+    let req = vote_req(4, 2, term + 1, false, (100, 100));
+    assert!(matches!(
+        net.node_mut(2).step_bytes(&req),
+        Err(tinyraft::Error::UnknownPeer(4))
+    ));
+    assert_eq!(
+        net.node(2).term(),
+        term,
+        "a stranger's vote request changed nothing"
+    );
+    let hb = heartbeat(4, 2, term + 1, 0, 0);
+    net.node_mut(2).step_bytes(&hb).unwrap();
+    assert_eq!(net.node(2).leader(), Some(4));
+}
+
+/// A learner that hears from its leader ignores a stranger's vote request too (§4.2.3), so a
+/// removed node that never learned it was removed cannot raise its term and cut it off from the
+/// leader. (Regression, found by the membership simulator without pre-vote and check-quorum:
+/// the learner's term jumped past its leader's, it stopped accepting its appends, and the
+/// leader, needing it no more than its other voter, never heard why.) Without a leader for an
+/// election timeout it answers: it may have been promoted by a change it has not applied.
+#[test]
+fn a_learner_with_a_leader_ignores_strangers() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    net.campaign(1);
+    net.conf_change(1, &[AddLearner(4)]);
+    net.tick();
+    assert_eq!(net.node(4).leader(), Some(1));
+    let term = net.node(4).term();
+    let req = vote_req(9, 4, term + 5, false, (100, 100));
+    assert!(net.node_mut(4).step_bytes(&req).is_err());
+    assert_eq!(net.node(4).term(), term);
+    net.isolate(4);
+    net.ticks(10);
+    net.node_mut(4).step_bytes(&req).unwrap();
+    assert_eq!(net.node(4).term(), term + 5);
 }
 
 /// In C_old,new the old majority is needed too: with the removed voters receiving nothing past
@@ -445,13 +479,14 @@ fn a_non_voter_answers_vote_requests() {
     assert!(net.node_mut(2).step_bytes(&req).is_err());
 }
 
-/// §4.2.2 under load: when the removed leader applies its removal it has already appended
-/// more entries that no follower has acknowledged (a steady stream of writes), so no voter
-/// matches its whole log. It still hands over at once, to the voter with the most entries.
-/// (Regression: the heir had to match the leader's last entry, so under load the cluster
-/// waited for an election timeout.)
+/// §4.2.2 under load: a leader that has proposed its own removal takes no more proposals, so
+/// when it applies the removal a voter already holds its whole log and it hands over at once.
+/// (Regressions: the heir had to match the leader's last entry while writes kept coming, so
+/// under load the cluster waited for an election timeout; and an entry past the removal that
+/// no voter had made the removed leader refuse its vote to all of them if it stopped leading
+/// before handing over.)
 #[test]
-fn removed_leader_hands_over_while_entries_are_in_flight() {
+fn removed_leader_takes_no_proposals_and_hands_over_at_once() {
     let mut net = Network::with_config(3, |c| {
         c.pre_vote = true;
         c.check_quorum = true;
@@ -459,24 +494,21 @@ fn removed_leader_hands_over_while_entries_are_in_flight() {
     let l = net.elect(100).unwrap();
     net.propose(l, b"x");
     let term = net.node(l).term();
-    let removal = net
-        .node_mut(l)
+    net.node_mut(l).propose(b"in flight").unwrap();
+    net.node_mut(l)
         .propose_conf_change(&[Remove(l)], ConfChangeMode::Auto, b"")
         .unwrap();
-    // The removal goes out alone; the write after it never reaches a follower.
-    let first = round(net.node_mut(l)).messages;
-    net.node_mut(l).propose(b"in flight").unwrap();
-    net.filter = Some(Box::new(move |s, from| {
-        let carries_later = matches!(s.msg().body,
-            tinyraft::Body::Append { ref entries, .. } if entries.iter().any(|e| e.index > removal));
-        !(from == l && carries_later)
-    }));
-    net.deliver(l, first);
+    let refused = net.node_mut(l).propose(b"after the removal");
+    assert!(matches!(
+        refused.map_err(|e| e.kind),
+        Err(tinyraft::ProposeErrorKind::Transferring)
+    ));
+    net.settle();
     assert!(!net.node(l).membership().contains(l), "the removal applied");
-    assert_ne!(net.node(l).role(), Role::Leader);
     let heir = net.leader().expect("a successor without waiting");
     assert_ne!(heir, l);
     assert!(net.node(heir).term() > term);
+    assert_ne!(net.node(l).role(), Role::Leader);
 }
 
 /// The heir may receive `TimeoutNow` after learning that the leader's removal is committed but
@@ -512,12 +544,12 @@ fn heir_campaigns_once_it_has_applied_the_removal() {
         true
     }));
     net.conf_change(l, &[Remove(l)]);
-    assert_ne!(net.node(l).role(), Role::Leader);
+    assert!(net.node(l).transfer_target().is_some(), "handing over");
     let held = held.take();
     assert!(held
         .iter()
         .any(|s| matches!(s.msg().body, tinyraft::Body::TimeoutNow)));
-    assert_eq!(net.leader(), None);
+    assert_eq!(net.leader(), Some(l));
     // Both arrive before the follower's next ready round: it learns the commit, then is told
     // to campaign, with the removal not applied yet.
     net.filter = None;
@@ -529,4 +561,320 @@ fn heir_campaigns_once_it_has_applied_the_removal() {
         .leader()
         .expect("the heir campaigned once it applied the removal");
     assert_ne!(heir, l);
+    net.tick();
+    assert_ne!(net.node(l).role(), Role::Leader, "told it was replaced");
+}
+
+/// Cuts node 3 off, then replaces voters 1 and 2 by 4 and 5, and stops 1 and 2: the cluster
+/// is {3, 4, 5} while node 3 still has {1, 2, 3}. Returns the leader (4 or 5).
+fn leave_node_3_behind(net: &mut Network) -> NodeId {
+    net.campaign(1);
+    net.isolate(3);
+    net.conf_change(1, &[AddVoter(4)]);
+    net.conf_change(1, &[AddVoter(5)]);
+    net.conf_change(1, &[Remove(2)]);
+    net.conf_change(1, &[Remove(1)]);
+    net.crash(1);
+    net.crash(2);
+    let l = net.elect(100).expect("a leader of {3, 4, 5}");
+    assert!([4, 5].contains(&l), "leader {l}");
+    assert_eq!(voters(net, l), vec![3, 4, 5]);
+    assert_eq!(voters(net, 3), vec![1, 2, 3], "node 3 is behind");
+    l
+}
+
+/// A member whose configuration is behind follows a leader it does not know yet: that is how
+/// it catches up. (Regression, found by the membership simulator: it refused the leader as a
+/// stranger, and so could never learn the configuration that made the leader a member.)
+#[test]
+fn a_member_behind_follows_a_leader_it_does_not_know_yet() {
+    let mut net = Network::with_joiners(3, 5, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    let l = leave_node_3_behind(&mut net);
+    net.recover();
+    net.ticks(3);
+    assert_eq!(voters(&net, 3), vec![3, 4, 5]);
+    assert_eq!(net.node(3).applied(), net.node(l).applied());
+}
+
+/// A voter that is behind and has no leader answers a candidate it does not know yet: the
+/// candidate's configuration may need its vote. (Regression, found by the membership
+/// simulator: with the leader of {3, 4, 5} down, node 4 or 5 needs node 3's vote, which node 3,
+/// still on {1, 2, 3}, refused to a stranger, while its own candidacy in {1, 2, 3} was refused
+/// by nodes whose logs are ahead: no leader, ever.)
+#[test]
+fn a_voter_behind_votes_for_a_candidate_it_does_not_know_yet() {
+    let mut net = Network::with_joiners(3, 5, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    let l = leave_node_3_behind(&mut net);
+    let other = if l == 4 { 5 } else { 4 };
+    net.crash(l);
+    net.recover();
+    let l2 = net.elect(200).expect("a leader, with node 3's vote");
+    assert_eq!(l2, other);
+    net.tick();
+    assert_eq!(voters(&net, 3), vec![3, 4, 5]);
+}
+
+/// §4.2.2 with the heir forgetting: the only voter is replaced through a joint configuration.
+/// The new node acknowledges the joint entry and the entry leaving it, which commits the old
+/// leader's removal, but crashes before it has made a commit index durable: restarted, it does
+/// not count itself a voter, and the old leader, removed, does not campaign. So the removed
+/// leader keeps leading, telling it the commit index, until it takes over. (Regression, found
+/// by the membership simulator: it stepped down at once and the cluster never had a leader
+/// again.)
+#[test]
+fn a_removed_leader_leads_on_until_its_heir_takes_over() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut net = Network::with_joiners(1, 2, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    net.campaign(1);
+    net.propose(1, b"x");
+    let joint = net.node(1).last_index() + 1;
+    // Node 2 runs one ready round per batch of messages from node 1, by hand.
+    let held: Rc<RefCell<Vec<Sent>>> = Rc::default();
+    let hold = held.clone();
+    net.filter = Some(Box::new(move |s, from| {
+        if from == 1 && s.to == 2 {
+            hold.borrow_mut().push(s.clone());
+            return false;
+        }
+        true
+    }));
+    net.node_mut(1)
+        .propose_conf_change(&[AddVoter(2), Remove(1)], ConfChangeMode::Auto, b"")
+        .unwrap();
+    net.settle();
+    for _ in 0..10 {
+        for m in held.take() {
+            let _ = net.node_mut(2).step_bytes(&m.bytes);
+        }
+        let replies = round(net.node_mut(2)).messages;
+        if net.node(2).last_index() == net.node(1).last_index() {
+            // Node 2 has everything and acknowledges it, then crashes before its next round.
+            net.crash(2);
+            net.deliver(2, replies);
+            break;
+        }
+        net.deliver(2, replies);
+    }
+    let m1 = net.node(1).membership().clone();
+    assert!(!m1.is_joint() && m1.voters.as_slice() == [2], "{m1:?}");
+    // What node 1 sent it meanwhile is lost.
+    held.take();
+    net.filter = None;
+    net.restart(2);
+    assert!(
+        net.node(2).committed() < joint,
+        "the commit index was not durable yet"
+    );
+    assert!(
+        !net.node(2).membership().is_voter(2),
+        "node 2 does not know it votes"
+    );
+    let l = (0..100)
+        .find_map(|_| {
+            net.tick();
+            net.leader().filter(|&l| l == 2)
+        })
+        .expect("node 2 takes over");
+    assert_eq!(voters(&net, l), vec![2]);
+    assert_ne!(net.node(1).role(), Role::Leader);
+}
+
+/// A removed leader that stops leading before handing over (here it crashes) leaves a log no
+/// longer than its heir's, so the heir wins with its vote. (Regression, found by the
+/// membership simulator: the removed leader had taken a proposal past its removal that the
+/// remaining voter never got, and, restarted, refused that voter its vote for good.)
+#[test]
+fn a_removed_leader_that_crashes_before_handing_over_leaves_no_entry_the_heir_lacks() {
+    let mut net = Network::with_config(2, |c| {
+        c.pre_vote = true;
+        c.check_quorum = true;
+    });
+    net.campaign(1);
+    net.propose(1, b"x");
+    net.node_mut(1)
+        .propose_conf_change(&[Remove(1)], ConfChangeMode::Auto, b"")
+        .unwrap();
+    // Node 2 gets the removal and acknowledges it; that commits it on node 1, which is asked
+    // for one more proposal before its next round applies the removal; then it crashes.
+    for m in round(net.node_mut(1)).messages {
+        net.node_mut(2).step_bytes(&m.bytes).unwrap();
+    }
+    for m in round(net.node_mut(2)).messages {
+        net.node_mut(1).step_bytes(&m.bytes).unwrap();
+    }
+    let _ = net.node_mut(1).propose(b"past the removal");
+    let _lost = round(net.node_mut(1)).messages;
+    assert_eq!(
+        voters(&net, 1),
+        vec![2],
+        "the removal committed and applied"
+    );
+    net.crash(1);
+    net.restart(1);
+    let l = (0..100)
+        .find_map(|_| {
+            net.tick();
+            net.leader()
+        })
+        .expect("node 2 takes over");
+    assert_eq!(l, 2);
+    assert_eq!(voters(&net, 2), vec![2]);
+}
+
+/// A node never applies a configuration entry that a restart could take back: the commit
+/// index covering it is synced first. (A commit index alone is written without a sync, so a
+/// crash may lose it. Regression, found by the membership simulator: a new sole voter that
+/// crashed fell back, on restart, to the configuration before it was added, in which it does
+/// not vote, while the old voter had left: nobody could ever campaign.)
+#[test]
+fn a_restart_never_takes_back_an_applied_configuration() {
+    use tinyraft::fault::{FaultRng, FaultyStorage};
+    type Disk = FaultyStorage<TestStorage>;
+    type FaultyNode = tinyraft::RawNode<Disk, { 32 * 1024 }, { 32 * 1024 }>;
+    /// A crash that keeps nothing that was not synced.
+    struct LoseUnsynced;
+    impl FaultRng for LoseUnsynced {
+        fn next_u64(&mut self) -> u64 {
+            999_999
+        }
+    }
+    fn drain(n: &mut FaultyNode) {
+        while n.has_ready() {
+            let rd = n.ready();
+            let p = n.persist(rd).unwrap();
+            n.committed_entries(&p, &mut |_| {}).unwrap();
+            n.advance(p);
+        }
+    }
+    let mut n = FaultyNode::new(config(1, &[1]), Disk::new(TestStorage::new())).unwrap();
+    n.campaign();
+    drain(&mut n);
+    assert_eq!(n.role(), Role::Leader);
+    n.propose_conf_change(&[AddLearner(2)], ConfChangeMode::Auto, b"")
+        .unwrap();
+    drain(&mut n);
+    assert!(n.membership().is_learner(2));
+    let mut disk = std::mem::replace(n.storage_mut(), Disk::new(TestStorage::new()));
+    drop(n);
+    disk.crash(&mut LoseUnsynced).unwrap();
+    let mut n = FaultyNode::new(config(1, &[1]), disk).unwrap();
+    drain(&mut n);
+    assert!(
+        n.membership().is_learner(2),
+        "restarted with {:?}",
+        n.membership()
+    );
+}
+
+/// Without pre-vote and check-quorum a follower ignores a stale leader's heartbeats (an
+/// election's vote requests tell it the new term), but a removed leader gets no vote request
+/// from an heir that no longer counts it. Nodes answer it with their term instead, so it stops
+/// leading (and stops answering clients that it is busy handing over).
+#[test]
+fn a_removed_leader_learns_it_was_replaced_without_pre_vote_or_check_quorum() {
+    let mut net = Network::new(3);
+    let l = net.elect(100).unwrap();
+    net.propose(l, b"x");
+    net.conf_change(l, &[Remove(l)]);
+    let heir = net.elect(100).expect("a successor");
+    net.ticks(3);
+    assert_ne!(net.node(l).role(), Role::Leader, "node {heir} leads");
+    assert!(net.node(l).term() >= net.node(heir).term());
+}
+
+/// Configurations take effect when applied, so a candidate may campaign in a configuration the
+/// cluster has left. A node refuses its vote to one two or more changes behind its own (here
+/// before the joint configuration that removed node 3; node 3, removed, and node 1 both
+/// refuse), and grants one at most one change behind (the joint one: it needs the new
+/// majority too) or ahead. (Regression, found by the membership simulator: a node restarted
+/// knowing nothing past the configuration before a joint change won an election with the
+/// vote of a node that the change had removed, and lacked entries the new configuration had
+/// committed.)
+#[test]
+fn no_vote_for_a_candidate_two_configurations_behind() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    net.campaign(1);
+    let joint = net.node(1).last_index() + 1;
+    net.conf_change(1, &[AddVoter(4), Remove(3)]);
+    let leave = joint + 1;
+    assert_eq!(voters(&net, 3), vec![1, 2, 4], "node 3 applied its removal");
+    assert!(!net.node(1).membership().is_joint());
+    let last = (net.node(1).last_index() + 1, net.node(1).term());
+    for voter in [3, 1] {
+        let term = net.node(voter).term() + 1;
+        for (config_index, expected) in [(0, false), (joint, true), (leave, true)] {
+            let req = vote_req_in(2, voter, term, true, last, config_index);
+            net.node_mut(voter).step_bytes(&req).unwrap();
+            let granted = drain(net.node_mut(voter)).iter().any(|s| {
+                s.to == 2
+                    && matches!(
+                        s.msg().body,
+                        tinyraft::Body::VoteResponse { granted: true, .. }
+                    )
+            });
+            assert_eq!(
+                granted, expected,
+                "node {voter}, candidate configuration at {config_index}"
+            );
+        }
+    }
+}
+
+/// Only leaders tell commit indexes, and configurations take effect when applied, so a node
+/// that never learned that a change committed may campaign for ever in a configuration that
+/// needs a vote it will not get (found by the membership simulator: the new sole voter of a
+/// joint replacement, restarted in the joint configuration, needed the removed node's vote,
+/// which that node refused since its log was longer; and the removed node cannot campaign).
+/// A node refusing a candidate whose configuration is older than its own tells it how far the
+/// log is committed (`Committed`), and a node adopts that when its entry there has the same
+/// term, whatever the message's term.
+#[test]
+fn a_candidate_behind_learns_the_commit_index_from_a_refusal() {
+    let mut net = Network::with_joiners(3, 4, |_| {});
+    net.campaign(1);
+    net.conf_change(1, &[AddVoter(4), Remove(3)]);
+    let (committed, term) = (net.node(1).committed(), net.node(1).term());
+    // A candidate with the initial configuration and a shorter log: refused, and told.
+    let req = vote_req_in(2, 1, term + 1, true, (1, 1), 0);
+    net.node_mut(1).step_bytes(&req).unwrap();
+    let sent = drain(net.node_mut(1));
+    assert!(sent.iter().any(|s| s.to == 2
+        && s.msg().body
+            == tinyraft::Body::Committed {
+                index: committed,
+                term
+            }));
+    // A node whose entry there matches adopts the commit index; one whose does not, ignores it.
+    let mut follower = node(8, &[9, 8]);
+    follower
+        .step_bytes(&append_msg(9, 8, 2, (0, 0), 0, &[(1, 2), (2, 2)]))
+        .unwrap();
+    round(&mut follower);
+    assert_eq!(follower.committed(), 0);
+    let wrong = encode(&msg(
+        7,
+        8,
+        0,
+        tinyraft::Body::Committed { index: 2, term: 3 },
+    ));
+    follower.step_bytes(&wrong).unwrap();
+    assert_eq!(follower.committed(), 0, "a different entry there");
+    let right = encode(&msg(
+        7,
+        8,
+        0,
+        tinyraft::Body::Committed { index: 2, term: 2 },
+    ));
+    follower.step_bytes(&right).unwrap();
+    assert_eq!(follower.committed(), 2);
 }

@@ -78,6 +78,7 @@ fn vote_request(from: NodeId, to: NodeId, term: Term, last: (Index, Term)) -> Ve
         last_index: last.0,
         last_term: last.1,
         transfer: false,
+        config_index: 0,
     };
     encode(&msg(from, to, term, body))
 }
@@ -340,6 +341,7 @@ fn starts_election_after_timeout(mut n: TestNode, term_before: Term) {
                 last_index: 0,
                 last_term: 0,
                 transfer: false,
+                config_index: 0,
             },
         );
         assert_eq!(s.msg(), expect);
@@ -893,6 +895,7 @@ fn vote_request_describes_the_candidates_log() {
                 last_index,
                 last_term,
                 transfer: false,
+                config_index: 0,
             };
             assert_eq!(s.msg(), msg(1, to, want_term, body), "case {i}");
         }

@@ -107,7 +107,8 @@ fn prevote_changes_neither_term_nor_vote() {
                 pre: true,
                 last_index: 2,
                 last_term: 2,
-                transfer: false
+                transfer: false,
+                config_index: 0,
             }
         );
     }
@@ -411,6 +412,7 @@ fn transfer_vote_request_bypasses_the_lease() {
                 last_index: 0,
                 last_term: 0,
                 transfer,
+                config_index: 0,
             },
         ))
     };

@@ -20,8 +20,22 @@ pub fn heartbeat(from: NodeId, to: NodeId, term: Term, commit: Index, context: u
     encode(&msg(from, to, term, Body::Heartbeat { commit, context }))
 }
 
-/// A vote (or, with `pre`, pre-vote) request.
+/// A vote (or, with `pre`, pre-vote) request from a candidate that knows the latest
+/// configuration.
 pub fn vote_req(from: NodeId, to: NodeId, term: Term, pre: bool, last: (Index, Term)) -> Vec<u8> {
+    vote_req_in(from, to, term, pre, last, Index::MAX)
+}
+
+/// A vote (or pre-vote) request from a candidate whose configuration comes from the
+/// configuration entry at `config_index`.
+pub fn vote_req_in(
+    from: NodeId,
+    to: NodeId,
+    term: Term,
+    pre: bool,
+    last: (Index, Term),
+    config_index: Index,
+) -> Vec<u8> {
     encode(&msg(
         from,
         to,
@@ -31,6 +45,7 @@ pub fn vote_req(from: NodeId, to: NodeId, term: Term, pre: bool, last: (Index, T
             last_index: last.0,
             last_term: last.1,
             transfer: false,
+            config_index,
         },
     ))
 }

@@ -996,6 +996,7 @@ fn body_name(b: &tinyraft::Body<'_>) -> String {
         } => {
             format!("SnapshotResponse {index} next {next_offset} done {done}")
         }
+        Committed { index, .. } => format!("Committed {index}"),
     }
 }
 

@@ -12,6 +12,20 @@
 //! - Commit and applied indexes never decrease within one incarnation of a node, entries are
 //!   applied in order with no gap, and nothing is applied before it is committed.
 //!
+//! # Membership invariants
+//!
+//! - **A configuration changes only by applying entries**: every configuration entry any node
+//!   applies is recorded by index, and a node's configuration must always be the one of the
+//!   latest configuration entry at or below its applied index (the initial configuration if
+//!   there is none; a node still joining may have none at all). A snapshot carries the
+//!   configuration as of its index, so restoring one keeps this true.
+//! - **Only a voter campaigns, and a non-voter leads only to hand over**: a candidate or
+//!   pre-candidate is a voter of its own configuration, so a learner, a removed or a joining
+//!   node never campaigns, let alone wins; a leader that is not a voter of its configuration
+//!   (it applied its own removal or demotion, possibly in the step that elected it) must be
+//!   transferring leadership, which takes no proposals. Election Safety above is over the
+//!   whole run, so it also holds across configurations.
+//!
 //! # Linearizability (Herlihy & Wing), Wing–Gong / Lowe search
 //!
 //! Every client operation is recorded with the logical time it was invoked and the time its
@@ -35,7 +49,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use tinyraft::{Index, NodeId, Role, Term};
+use tinyraft::{Index, Membership, NodeId, Role, Term};
 
 /// A breach of an invariant, as text for the failure report.
 pub type Violation = String;
@@ -57,6 +71,10 @@ pub struct Invariants {
     /// Per index: hash of the entry applied there.
     applied: Vec<Option<u64>>,
     nodes: HashMap<NodeId, Incarnation>,
+    /// The configuration of the cluster before any configuration entry.
+    initial: Membership,
+    /// Configuration entries applied by any node, by index (each one committed).
+    configs: BTreeMap<Index, Membership>,
     /// Breaches found so far.
     pub violations: Vec<Violation>,
     /// Elections observed (distinct `(term, leader)` pairs).
@@ -72,6 +90,82 @@ fn slot<T: Clone>(v: &mut Vec<Option<T>>, index: Index) -> &mut Option<T> {
 }
 
 impl Invariants {
+    /// Checks for a cluster that starts with `initial` as its configuration.
+    pub fn new(initial: Membership) -> Self {
+        Self {
+            initial,
+            ..Self::default()
+        }
+    }
+
+    /// Node `id` applied the configuration entry at `index`, moving to `membership`.
+    pub fn config_applied(&mut self, id: NodeId, index: Index, membership: &Membership) {
+        match self.configs.get(&index) {
+            Some(known) if known != membership => self.violations.push(format!(
+                "node {id} applied configuration {membership:?} at index {index}, where another \
+                 node applied {known:?}"
+            )),
+            Some(_) => {}
+            None => {
+                self.configs.insert(index, membership.clone());
+            }
+        }
+    }
+
+    /// The configuration a node that has applied up to `applied` must have: the latest
+    /// configuration entry at or below it, if any node has applied one.
+    pub fn config_at(&self, applied: Index) -> Option<(Index, &Membership)> {
+        self.configs
+            .range(..=applied)
+            .next_back()
+            .map(|(&i, m)| (i, m))
+    }
+
+    /// Checks node `id`'s configuration against its applied index, that it campaigns only as
+    /// a voter, and leads as a non-voter only to hand over (`handing_over`: it is transferring
+    /// leadership). `joining`: it
+    /// started without a configuration, so before its first configuration entry (or a
+    /// snapshot) it may have none.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe_membership(
+        &mut self,
+        id: NodeId,
+        role: Role,
+        term: Term,
+        applied: Index,
+        membership: &Membership,
+        joining: bool,
+        handing_over: bool,
+    ) {
+        let ok = match self.config_at(applied) {
+            Some((_, expected)) => membership == expected,
+            None => *membership == self.initial || (joining && *membership == Membership::EMPTY),
+        };
+        if !ok {
+            let expected = self.config_at(applied).map(|(i, m)| (i, m.clone()));
+            self.violations.push(format!(
+                "node {id}'s configuration {membership:?} is not the one its applied index \
+                 {applied} implies ({expected:?}; initial {:?}): a configuration must change \
+                 only by applying entries",
+                self.initial
+            ));
+        }
+        let voter = membership.is_voter(id);
+        let campaigning = matches!(role, Role::Candidate | Role::PreCandidate);
+        if !voter && campaigning {
+            self.violations.push(format!(
+                "node {id} is {role:?} in term {term} but not a voter of its configuration \
+                 {membership:?}"
+            ));
+        }
+        if !voter && role == Role::Leader && !handing_over {
+            self.violations.push(format!(
+                "node {id} leads term {term} though no longer a voter of {membership:?}, \
+                 without handing over"
+            ));
+        }
+    }
+
     /// Forgets node `id`'s volatile indexes: it restarted.
     pub fn restarted(&mut self, id: NodeId) {
         self.nodes.remove(&id);

@@ -4,6 +4,9 @@
 //!   until it gets an answer or gives up, so the store's session table applies it once.
 //! - It looks for the leader: a redirect naming a leader sends it there; one naming none sends
 //!   it to the next node after a pause; no answer within the attempt timeout also moves on.
+//!   "Next" is the next in its own round of the nodes, which redirects do not move: a node
+//!   that was removed without learning it may keep naming a leader that is gone, and moving
+//!   on from wherever a redirect led could send the client between the two for ever.
 //! - When it gives up (the operation timeout), the outcome is **definite** only if no attempt
 //!   could have been proposed; a write that may have been proposed (no answer came, or the
 //!   leader said "proposed" when it lost leadership) has an **unknown** outcome. Answers
@@ -148,6 +151,8 @@ pub struct SimClient {
     seq: u64,
     nonce: u64,
     target: usize,
+    /// Its round of the nodes: where it moves on from (redirects do not move it).
+    cursor: usize,
     rng: SplitMix64,
     /// Timeouts.
     pub timeouts: ClientTimeouts,
@@ -198,6 +203,7 @@ impl SimClient {
             seq: 0,
             nonce: 0,
             target,
+            cursor: target,
             rng,
             timeouts,
             phase: Phase::Running,
@@ -334,7 +340,8 @@ impl SimClient {
         } else if cur.resend_at.is_none() && now >= cur.attempt_deadline {
             // No answer: the request or the reply was lost, or the node is down.
             cur.maybe_proposed |= cur.write;
-            self.target = (self.target + 1) % ctx.nodes.len();
+            self.cursor = (self.cursor + 1) % ctx.nodes.len();
+            self.target = self.cursor;
             self.send(ctx);
         }
     }
@@ -409,7 +416,8 @@ impl SimClient {
                         self.send(ctx);
                     }
                     _ => {
-                        self.target = (self.target + 1) % ctx.nodes.len();
+                        self.cursor = (self.cursor + 1) % ctx.nodes.len();
+                        self.target = self.cursor;
                         cur.resend_at = Some(ctx.now + self.timeouts.backoff);
                     }
                 }

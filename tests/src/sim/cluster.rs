@@ -6,14 +6,21 @@
 //! applied (or redirects with "not proposed" if another entry took the index), serves reads by
 //! ReadIndex once the apply point reaches the read index, and on losing leadership tells every
 //! waiting client to go elsewhere, marking writes as "maybe proposed".
+//!
+//! One refinement over the runtime: a node remembers, per client session, the latest write it
+//! proposed in this incarnation, and never answers "not proposed" (a redirect saying so, or
+//! "busy") to a copy of that write. The network may duplicate a request: one copy proposed and
+//! applied (its answer lost) and another answered "not proposed" would otherwise let the client
+//! count an applied write as definitely failed. (Found by the membership simulator: a leader
+//! handing over proposed one copy, then answered "busy" to the duplicate.)
 
 use std::collections::BTreeMap;
 
 use tinyraft::fault::{FaultyStorage, LinkFaults, SplitMix64};
 use tinyraft::kv::{ArenaMap, KvStore, Request};
 use tinyraft::{
-    Config, EntryKind, Index, Membership, Message, NodeId, ProposeErrorKind, RawNode, ReadError,
-    Role,
+    Config, ConfigEntry, EntryKind, Index, Membership, Message, NodeId, ProposeErrorKind, RawNode,
+    ReadError, Role,
 };
 
 use super::checker::Invariants;
@@ -74,6 +81,9 @@ pub struct NodeSettings {
 pub struct SimNode {
     /// Its id.
     pub id: NodeId,
+    /// The voters it starts a new cluster with; empty: it joins an existing cluster (it starts
+    /// with no configuration and learns one from the leader).
+    bootstrap: Vec<NodeId>,
     /// The running node; None while crashed.
     pub raw: Option<Box<SimRaw>>,
     /// The disk while the node is down.
@@ -82,6 +92,8 @@ pub struct SimNode {
     pub transport: Box<NodeTransport>,
     kv: Box<SimKv>,
     writes: BTreeMap<Index, PendingWrite>,
+    /// Per client session: the latest write sequence number proposed in this incarnation.
+    proposed_seq: BTreeMap<u64, u64>,
     reads: BTreeMap<u64, PendingRead>,
     confirmed: Vec<(Index, PendingRead)>,
     next_read_id: u64,
@@ -128,7 +140,8 @@ fn entry_hash(term: u64, kind: EntryKind, data: &[u8]) -> u64 {
 }
 
 impl SimNode {
-    /// A new node with an empty disk.
+    /// A new node with an empty disk, of a new cluster of `voters`, or joining one if
+    /// `voters` is empty.
     pub fn new(
         id: NodeId,
         voters: &[NodeId],
@@ -136,15 +149,15 @@ impl SimNode {
         transport: NodeTransport,
         tick_phase: u64,
     ) -> Self {
-        let membership = Membership::from_voters(voters).expect("valid voters");
-        let disk = NodeStorage::new(SimStorage::new(id, membership, registry));
         Self {
             id,
+            bootstrap: voters.to_vec(),
             raw: None,
-            disk: Some(disk),
+            disk: Some(Self::empty_disk(id, voters, registry)),
             transport: Box::new(transport),
             kv: Box::new(SimKv::new(ArenaMap::new())),
             writes: BTreeMap::new(),
+            proposed_seq: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed: Vec::new(),
             next_read_id: 1,
@@ -156,6 +169,49 @@ impl SimNode {
             snapshots_taken: 0,
             snapshots_restored: 0,
         }
+    }
+
+    fn empty_disk(id: NodeId, voters: &[NodeId], registry: SharedRegistry) -> NodeStorage {
+        let membership =
+            (!voters.is_empty()).then(|| Membership::from_voters(voters).expect("valid voters"));
+        NodeStorage::new(SimStorage::new(id, membership, registry))
+    }
+
+    /// True if it started without a configuration (joining), rather than as one of the voters
+    /// of a new cluster.
+    pub fn is_joiner(&self) -> bool {
+        self.bootstrap.is_empty()
+    }
+
+    /// Replaces the disk of this stopped node by an empty one, as an operator re-adding a
+    /// server on a fresh machine: it will start as a joining node, as node `id` (with
+    /// `transport` if the id changes). Returns false (and does nothing) if the node is running.
+    pub fn wipe(
+        &mut self,
+        id: NodeId,
+        registry: SharedRegistry,
+        transport: Option<NodeTransport>,
+    ) -> bool {
+        if self.raw.is_some() {
+            return false;
+        }
+        self.id = id;
+        if let Some(t) = transport {
+            *self.transport = t;
+        }
+        self.bootstrap.clear();
+        self.disk = Some(Self::empty_disk(self.id, &[], registry));
+        *self.kv = SimKv::new(ArenaMap::new());
+        self.last_applied = 0;
+        true
+    }
+
+    /// The highest index this node's disk records as committed (its synced hard state, or its
+    /// snapshot): a restart re-applies at least up to here before it may campaign.
+    pub fn durable_commit(&self) -> Index {
+        let inner = self.disk().inner();
+        let snapshot = tinyraft::Storage::first_index(inner) - 1;
+        inner.hard_state().commit.max(snapshot)
     }
 
     /// True while running.
@@ -179,11 +235,11 @@ impl SimNode {
 
     /// Starts the node from its disk (a fresh process: empty state machine, no pending
     /// requests), seeding its election timer with `seed`.
-    pub fn start(&mut self, voters: &[NodeId], settings: NodeSettings, seed: u64) {
+    pub fn start(&mut self, settings: NodeSettings, seed: u64) {
         let Some(disk) = self.disk.take() else {
             return;
         };
-        let mut cfg = Config::new(self.id, voters).expect("valid config");
+        let mut cfg = Config::new(self.id, &self.bootstrap).expect("valid config");
         cfg.pre_vote = settings.pre_vote;
         cfg.check_quorum = settings.check_quorum;
         cfg.lease_reads = settings.lease_reads && settings.check_quorum;
@@ -201,6 +257,7 @@ impl SimNode {
         self.raw = Some(Box::new(raw));
         *self.kv = SimKv::new(ArenaMap::new());
         self.writes.clear();
+        self.proposed_seq.clear();
         self.reads.clear();
         self.confirmed.clear();
         self.was_leader = false;
@@ -276,15 +333,37 @@ impl SimNode {
         let Ok(req) = Request::decode(&bytes) else {
             return;
         };
-        let redirect = |raw: &SimRaw| Reply::Redirect {
-            leader: raw.leader().filter(|&l| l != raw.id()),
-            proposed: false,
+        // A copy of a write this node already proposed: whatever it answers now, it must not
+        // say "not proposed".
+        let proposed = !req.is_read_only()
+            && self
+                .proposed_seq
+                .get(&req.client_id)
+                .is_some_and(|&s| s >= req.seq);
+        let redirect = |raw: &SimRaw| {
+            // A node outside its own configuration that has one was removed: it hears from no
+            // leader any more, so the leader it remembers may be long gone (and two such nodes
+            // could send a client back and forth for ever). It names none.
+            let m = raw.membership();
+            let current = m.contains(raw.id()) || *m == Membership::EMPTY;
+            Reply::Redirect {
+                leader: raw.leader().filter(|&l| l != raw.id() && current),
+                proposed,
+            }
+        };
+        let busy = if proposed {
+            Reply::Redirect {
+                leader: None,
+                proposed: true,
+            }
+        } else {
+            Reply::Busy
         };
         if raw.role() != Role::Leader {
             return reply(ctx, client, nonce, redirect(raw));
         }
         if self.writes.len() + self.reads.len() + self.confirmed.len() >= PENDING_MAX {
-            return reply(ctx, client, nonce, Reply::Busy);
+            return reply(ctx, client, nonce, busy);
         }
         if req.is_read_only() {
             let id = self.next_read_id;
@@ -312,10 +391,12 @@ impl SimNode {
                     seq: req.seq,
                 };
                 self.writes.insert(index, w);
+                let seq = self.proposed_seq.entry(req.client_id).or_default();
+                *seq = (*seq).max(req.seq);
             }
             Err(e) => match e.kind {
                 ProposeErrorKind::NotLeader { .. } => reply(ctx, client, nonce, redirect(raw)),
-                _ => reply(ctx, client, nonce, Reply::Busy),
+                _ => reply(ctx, client, nonce, busy),
             },
         }
     }
@@ -401,6 +482,16 @@ impl SimNode {
             }
             last = e.index;
             inv.applied(id, e.index, entry_hash(e.term, e.kind, e.data));
+            if e.kind == EntryKind::Config {
+                match ConfigEntry::decode(e.data) {
+                    Ok(c) => inv.config_applied(id, e.index, &c.membership),
+                    Err(err) => inv.violations.push(format!(
+                        "node {id} applied a configuration entry at {} that does not decode: \
+                         {err:?}",
+                        e.index
+                    )),
+                }
+            }
             if e.kind != EntryKind::Normal || e.is_noop() {
                 return;
             }
@@ -486,6 +577,15 @@ impl SimNode {
             raw.applied(),
             raw.first_index(),
             &mut hash_at,
+        );
+        inv.observe_membership(
+            self.id,
+            raw.role(),
+            raw.term(),
+            raw.applied(),
+            raw.membership(),
+            self.is_joiner(),
+            raw.transfer_target().is_some(),
         );
     }
 }

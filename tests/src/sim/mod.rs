@@ -13,11 +13,16 @@
 //! elected and every client operation must finish; then each client checks and deletes its
 //! keys. The same scenario and seed replay the same run exactly, in any build profile.
 //!
+//! With a [`membership::ConfChangePlan`] some node slots start outside the cluster and a
+//! configuration changer adds, promotes, demotes and removes nodes while the run goes on (see
+//! [`membership`]).
+//!
 //! See [`scenario`] for the knobs and [`sweep`] for running many seeds.
 
 pub mod checker;
 pub mod client;
 pub mod cluster;
+pub mod membership;
 pub mod network;
 pub mod scenario;
 pub mod storage;

@@ -7,11 +7,12 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use tinyraft::fault::{FaultRng, FaultyTransport, LinkFaults, SplitMix64};
-use tinyraft::{NodeId, Role};
+use tinyraft::{Membership, NodeId, Role};
 
 use super::checker::{check_linearizable, Invariants, Op};
 use super::client::{ClientCtx, ClientTimeouts, Cmd, Phase, SimClient};
-use super::cluster::{port, NodeCtx, NodeSettings, SimNode};
+use super::cluster::{port, NodeCtx, NodeSettings, SimNode, SimRaw};
+use super::membership::{ConfChangePlan, ConfChanger, ConfStats};
 use super::network::{Addr, Payload, SharedWire, Wire};
 use super::storage::{LogRegistry, SharedRegistry};
 use super::STEPS_PER_TICK;
@@ -50,6 +51,12 @@ pub struct Scenario {
     /// Breaks the storage contract on purpose: a crash also loses a few *synced* entries.
     /// Only for showing that the checks catch it.
     pub lying_disk: bool,
+    /// Membership changes: node slots outside the configuration, and a configuration changer
+    /// (see [`super::membership`]). Overrides `nodes`.
+    pub conf_change: Option<ConfChangePlan>,
+    /// The integration test file that runs the scenario (`cargo test --test <this>`), for
+    /// the replay command.
+    pub test_file: &'static str,
 }
 
 impl Scenario {
@@ -74,9 +81,14 @@ impl Scenario {
             script: None,
             check_quorum: None,
             lying_disk: false,
+            conf_change: None,
+            test_file: "scenarios",
         }
     }
 }
+
+/// Node ids of one slot's incarnations are this far apart (at most this many slots).
+pub const ID_STRIDE: NodeId = 10;
 
 /// Ticks after the faults stop within which a leader must exist and every client operation
 /// in progress must finish.
@@ -101,6 +113,8 @@ pub struct SimReport {
     pub committed: u64,
     /// Snapshots taken and restored.
     pub snapshots: (u64, u64),
+    /// What the configuration changer did.
+    pub conf: ConfStats,
 }
 
 /// A failed run: what broke, the seed, and how to replay it.
@@ -108,6 +122,8 @@ pub struct SimReport {
 pub struct SimFailure {
     /// Scenario name.
     pub scenario: &'static str,
+    /// The integration test file that runs it.
+    pub test_file: &'static str,
     /// Seed.
     pub seed: u64,
     /// What broke.
@@ -120,8 +136,8 @@ impl SimFailure {
     /// The one command that replays this failure.
     pub fn replay_command(&self) -> String {
         format!(
-            "SIM_SEED={} cargo test -p tinyraft-tests --test scenarios {} -- --exact",
-            self.seed, self.scenario
+            "SIM_SEED={} cargo test -p tinyraft-tests --test {} {} -- --exact",
+            self.seed, self.test_file, self.scenario
         )
     }
 }
@@ -153,6 +169,10 @@ pub struct Sim {
     pub nodes: Vec<SimNode>,
     /// The clients.
     pub clients: Vec<SimClient>,
+    /// Per node slot: stopped for good after its removal, until its disk is wiped.
+    pub retired: Vec<bool>,
+    /// The configuration changer (with a `conf_change` plan).
+    pub changer: Option<ConfChanger>,
     wire: SharedWire,
     registry: SharedRegistry,
     inv: Invariants,
@@ -164,7 +184,8 @@ pub struct Sim {
     /// The history for the linearizability check.
     pub history: Vec<Op>,
     clock: u64,
-    violations: Vec<String>,
+    /// Failures found outside the per-step invariants (clients' checks, the changer).
+    pub violations: Vec<String>,
     trace: VecDeque<String>,
     /// The current step.
     pub now: u64,
@@ -212,10 +233,19 @@ impl Sim {
                 (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
             });
         let mut rng = SplitMix64::new(seed ^ name_hash);
-        let n = scenario
-            .nodes
-            .unwrap_or(if seed.is_multiple_of(2) { 5 } else { 3 });
+        let even = seed.is_multiple_of(2);
+        let plan = scenario.conf_change;
+        let n = match plan {
+            Some(p) => p.slots.unwrap_or(if even { 5 } else { 4 }),
+            None => scenario.nodes.unwrap_or(if even { 5 } else { 3 }),
+        };
+        assert!(n as NodeId <= ID_STRIDE, "at most {ID_STRIDE} node slots");
         let ids: Vec<NodeId> = (1..=n as NodeId).collect();
+        // With a plan, the first slots are the cluster and the others start joining.
+        let initial: Vec<NodeId> = match plan {
+            Some(p) => ids[..p.initial_voters.min(n)].to_vec(),
+            None => ids.clone(),
+        };
         let check_quorum = rng.chance(800_000);
         let check_quorum = scenario.check_quorum.unwrap_or(check_quorum);
         let settings = NodeSettings {
@@ -261,7 +291,8 @@ impl Sim {
                 raft_faults,
             );
             let phase = rng.below(STEPS_PER_TICK);
-            nodes.push(SimNode::new(id, &ids, registry.clone(), t, phase));
+            let voters: &[NodeId] = if initial.contains(&id) { &initial } else { &[] };
+            nodes.push(SimNode::new(id, voters, registry.clone(), t, phase));
         }
         let attempt = (5 + rng.below(16)) * STEPS_PER_TICK;
         // KvClient gives an operation many attempts (10 s against 300 ms); here 3 to 20, so
@@ -280,16 +311,21 @@ impl Sim {
             .map(|i| SimClient::new(i, rng.next_u64(), timeouts, n))
             .collect();
         let net_rng = SplitMix64::new(rng.next_u64());
+        let changer =
+            plan.map(|p| ConfChanger::new(p, n, initial.len(), SplitMix64::new(rng.next_u64())));
         let restart_at = vec![None; n];
+        let initial = Membership::from_voters(&initial).expect("valid voters");
         let mut sim = Self {
             scenario,
             seed,
             ids,
             nodes,
             clients,
+            retired: vec![false; n],
+            changer,
             wire,
             registry,
-            inv: Invariants::default(),
+            inv: Invariants::new(initial),
             rng,
             net_rng,
             settings,
@@ -308,8 +344,8 @@ impl Sim {
             verbose: std::env::var_os("SIM_VERBOSE").is_some(),
         };
         sim.note(format!(
-            "{} nodes, {} clients, {:?}, client timeouts {:?}",
-            n, sim.scenario.clients, sim.settings, timeouts
+            "{} nodes, {} clients, {:?}, client timeouts {:?}, membership {:?}",
+            n, sim.scenario.clients, sim.settings, timeouts, sim.scenario.conf_change
         ));
         for i in 0..n {
             sim.start_node(i);
@@ -323,7 +359,8 @@ impl Sim {
         sim
     }
 
-    fn note(&mut self, line: String) {
+    /// Adds a line to the trace (printed as it happens with `SIM_VERBOSE`).
+    pub fn note(&mut self, line: String) {
         if self.verbose {
             eprintln!("[tick {}] {line}", self.now / STEPS_PER_TICK);
         }
@@ -335,16 +372,47 @@ impl Sim {
     }
 
     fn start_node(&mut self, i: usize) {
-        let seed = self.rng.next_u64();
-        let ids = self.ids.clone();
-        self.nodes[i].start(&ids, self.settings, seed);
         self.restart_at[i] = None;
+        if self.retired[i] {
+            return;
+        }
+        let seed = self.rng.next_u64();
+        self.nodes[i].start(self.settings, seed);
+    }
+
+    /// Stops slot `i` for good (a removed node decommissioned): it comes back only through
+    /// [`Sim::wipe_and_start`].
+    pub fn retire(&mut self, i: usize) {
+        if self.nodes[i].is_up() {
+            self.crash_node(i);
+        }
+        self.retired[i] = true;
+        self.restart_at[i] = None;
+    }
+
+    /// Gives retired slot `i` an empty disk and starts it as a new node joining the cluster,
+    /// with id `id`: its old one, or a new one (`ids[i] + ID_STRIDE`) with a new transport.
+    pub fn wipe_and_start(&mut self, i: usize, id: NodeId) {
+        assert!(self.retired[i], "only a retired node is wiped");
+        assert!(
+            id == self.ids[i] || id == self.ids[i] + ID_STRIDE,
+            "a slot keeps its id or takes the next one"
+        );
+        let transport = (id != self.ids[i]).then(|| {
+            let rng = SplitMix64::new(self.rng.next_u64());
+            FaultyTransport::new(port(id, &self.wire), rng, self.raft_faults)
+        });
+        let wiped = self.nodes[i].wipe(id, self.registry.clone(), transport);
+        assert!(wiped, "a retired node is down");
+        self.ids[i] = id;
+        self.retired[i] = false;
+        self.start_node(i);
     }
 
     /// Crashes node `id` (un-synced writes lost or kept as the RNG says) and starts it again
     /// from its disk.
     pub fn crash_and_restart(&mut self, id: NodeId) {
-        let i = (id - 1) as usize;
+        let i = self.slot(id).expect("a current node id");
         self.crash_node(i);
         self.note(format!("node {id} restarts"));
         self.start_node(i);
@@ -363,6 +431,20 @@ impl Sim {
         }
     }
 
+    /// The slot of node `id`, if a slot runs (or ran) a node with this id in its current
+    /// incarnation. A slot's node gets a new id when it is re-added after a wipe (see
+    /// [`super::membership`]): ids are `slot + 1 + ID_STRIDE * k`.
+    pub fn slot(&self, id: NodeId) -> Option<usize> {
+        let i = (id.checked_sub(1)? % ID_STRIDE) as usize;
+        (self.ids.get(i) == Some(&id)).then_some(i)
+    }
+
+    /// The running node that leads the highest term, if any.
+    pub fn leader_node(&self) -> Option<&SimRaw> {
+        let i = self.slot(self.leader()?)?;
+        self.nodes[i].raw.as_deref()
+    }
+
     /// The leader of the highest term among running nodes.
     pub fn leader(&self) -> Option<NodeId> {
         self.nodes
@@ -375,7 +457,7 @@ impl Sim {
 
     /// The value of `key` in node `id`'s state machine (a local read, not linearizable).
     pub fn node_value(&self, id: NodeId, key: &[u8]) -> Option<Vec<u8>> {
-        let n = &self.nodes[(id - 1) as usize];
+        let n = &self.nodes[self.slot(id)?];
         n.kv().get(key).map(|v| v.to_vec())
     }
 
@@ -419,6 +501,7 @@ impl Sim {
     fn fail(&self, reason: String) -> SimFailure {
         SimFailure {
             scenario: self.scenario.name,
+            test_file: self.scenario.test_file,
             seed: self.seed,
             reason,
             trace: self.trace.iter().cloned().collect(),
@@ -437,13 +520,15 @@ impl Sim {
             let Some(p) = packet else { break };
             match p.to {
                 Addr::Node(id) => {
+                    // A packet for a node id no slot has any more (a retired node's) is lost.
+                    let Some(i) = self.slot(id) else { continue };
                     let mut ctx = NodeCtx {
                         wire: &self.wire,
                         rng: &mut self.net_rng,
                         client_faults: self.client_faults,
                         inv: &mut self.inv,
                     };
-                    self.nodes[(id - 1) as usize].receive(p.payload, &mut ctx);
+                    self.nodes[i].receive(p.payload, &mut ctx);
                 }
                 Addr::Client(c) => {
                     if let Payload::Reply { nonce, reply } = p.payload {
@@ -504,6 +589,15 @@ impl Sim {
             };
             self.clients[c].act(&mut ctx);
         }
+        if self.now.is_multiple_of(STEPS_PER_TICK) {
+            if let Some(mut changer) = self.changer.take() {
+                changer.observe(self);
+                if self.faults_on && changer.plan.random {
+                    changer.act(self);
+                }
+                self.changer = Some(changer);
+            }
+        }
         if self.faults_on && self.now.is_multiple_of(STEPS_PER_TICK) {
             self.nemesis();
         }
@@ -553,10 +647,7 @@ impl Sim {
             }
         }
         if let Some(l) = self.leader() {
-            let term = self.nodes[(l - 1) as usize]
-                .raw
-                .as_ref()
-                .map_or(0, |r| r.term());
+            let term = self.leader_node().map_or(0, |r| r.term());
             if self.last_leader != Some((term, l)) {
                 self.last_leader = Some((term, l));
                 self.note(format!("node {l} leads term {term}"));
@@ -597,8 +688,13 @@ impl Sim {
         while !done(self) {
             if self.now >= deadline {
                 let clients: Vec<String> = self.clients.iter().map(|c| c.describe()).collect();
+                let nodes = if self.changer.is_some() {
+                    format!("; nodes: {}", self.describe_memberships())
+                } else {
+                    String::new()
+                };
                 return Err(format!(
-                    "liveness: {what} within {ticks} ticks; clients: {}",
+                    "liveness: {what} within {ticks} ticks; clients: {}{nodes}",
                     clients.join("; ")
                 ));
             }
@@ -616,7 +712,10 @@ impl Sim {
             self.repartition();
         }
         if self.scenario.crash && self.rng.chance(1_000_000 / 40) {
-            let down = self.nodes.iter().filter(|x| !x.is_up()).count();
+            let retired = &self.retired;
+            let down = (0..n)
+                .filter(|&i| !retired[i] && !self.nodes[i].is_up())
+                .count();
             // Usually keep a majority up so the round makes progress; sometimes not.
             let allowed = if self.rng.chance(100_000) { n } else { n / 2 };
             let i = self.rng.below(n as u64) as usize;
@@ -674,7 +773,7 @@ impl Sim {
         self.heal();
         self.set_faults(reliable_faults(), reliable_faults());
         for i in 0..self.ids.len() {
-            if !self.nodes[i].is_up() {
+            if !self.nodes[i].is_up() && !self.retired[i] {
                 self.note(format!("node {} restarts (faults over)", self.ids[i]));
                 self.start_node(i);
             }
@@ -717,7 +816,9 @@ impl Sim {
             // TinyKV restarts every server after each round.
             self.note("crash and restart every node".into());
             for i in 0..self.ids.len() {
-                self.crash_node(i);
+                if !self.retired[i] {
+                    self.crash_node(i);
+                }
             }
             for i in 0..self.ids.len() {
                 self.start_node(i);
@@ -803,8 +904,8 @@ impl Sim {
                 }
             }
             10 => {
-                if let Some(l) = self.leader() {
-                    self.crash_node((l - 1) as usize);
+                if let Some(i) = self.leader().and_then(|l| self.slot(l)) {
+                    self.crash_node(i);
                 }
             }
             _ => {}
@@ -818,19 +919,16 @@ impl Sim {
     /// Waits until every node has applied the same log and holds the same pairs.
     fn converge(&mut self) -> Result<(), String> {
         self.stop_faults();
-        self.run_until(LIVENESS_TICKS, "all nodes applying the same log", |s| {
-            let applied: Vec<u64> = s
-                .nodes
-                .iter()
-                .filter_map(|n| n.raw.as_ref().map(|r| r.applied()))
-                .collect();
-            let commit = s
-                .nodes
-                .iter()
-                .filter_map(|n| n.raw.as_ref().map(|r| r.committed()))
-                .max()
-                .unwrap_or(0);
-            applied.len() == s.nodes.len() && applied.iter().all(|&a| a == commit)
+        let members: Vec<usize> = if self.changer.is_some() {
+            self.settle_configuration()?
+        } else {
+            (0..self.nodes.len()).collect()
+        };
+        let what = "all members applying the same log";
+        self.run_until(LIVENESS_TICKS, what, |s| {
+            let running = || members.iter().filter_map(|&i| s.nodes[i].raw.as_deref());
+            let commit = running().map(|r| r.committed()).max().unwrap_or(0);
+            running().count() == members.len() && running().all(|r| r.applied() == commit)
         })?;
         let dump = |n: &SimNode| -> Vec<(Vec<u8>, Vec<u8>)> {
             let mut out = Vec::new();
@@ -847,17 +945,78 @@ impl Sim {
                 after = page.last_key().map(|k| k.to_vec());
             }
         };
-        let first = dump(&self.nodes[0]);
-        for n in &self.nodes[1..] {
-            if dump(n) != first {
+        let first = dump(&self.nodes[members[0]]);
+        for &i in &members[1..] {
+            if dump(&self.nodes[i]) != first {
                 return Err(format!(
-                    "state machine safety: node {} and node 1 applied the same log but hold \
+                    "state machine safety: node {} and node {} applied the same log but hold \
                      different pairs",
-                    n.id
+                    self.ids[i], self.ids[members[0]]
                 ));
             }
         }
         Ok(())
+    }
+
+    /// With membership changes, the end of a run: no change in flight, not joint, and every
+    /// member (all running) on the leader's configuration. Returns the members' slots.
+    fn settle_configuration(&mut self) -> Result<Vec<usize>, String> {
+        let what = "the configuration settling (a leader, no change in flight, not joint, \
+                    every member running with the leader's configuration)";
+        if let Err(e) = self.run_until(LIVENESS_TICKS, what, |s| s.settled_members().is_some()) {
+            return Err(format!(
+                "{e}\n  memberships: {}",
+                self.describe_memberships()
+            ));
+        }
+        let members = self.settled_members().expect("settled");
+        self.note(format!(
+            "configuration settled: members {:?}",
+            members.iter().map(|&i| self.ids[i]).collect::<Vec<_>>()
+        ));
+        Ok(members)
+    }
+
+    /// The slots of the members of the leader's configuration, if it is settled (see
+    /// [`Sim::settle_configuration`]).
+    pub fn settled_members(&self) -> Option<Vec<usize>> {
+        let m = self.leader_node()?.membership();
+        if m.is_joint() || self.changer.as_ref().is_some_and(|c| c.pending()) {
+            return None;
+        }
+        let members: Vec<usize> = m.members().map(|id| self.slot(id)).collect::<Option<_>>()?;
+        let agree = members.iter().all(|&i| {
+            self.nodes[i]
+                .raw
+                .as_deref()
+                .is_some_and(|r| r.membership() == m)
+        });
+        agree.then_some(members)
+    }
+
+    /// Every node's role, applied index and configuration, for failure reports.
+    pub fn describe_memberships(&self) -> String {
+        let lines: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match n.raw.as_deref() {
+                Some(r) => format!(
+                    "{}: {:?} t{} leader {:?} last {} commit {} applied {} {:?}",
+                    n.id,
+                    r.role(),
+                    r.term(),
+                    r.leader(),
+                    r.last_index(),
+                    r.committed(),
+                    r.applied(),
+                    r.membership()
+                ),
+                None if self.retired[i] => format!("{}: retired", n.id),
+                None => format!("{}: down", n.id),
+            })
+            .collect();
+        lines.join("; ")
     }
 
     fn report(&self) -> SimReport {
@@ -879,6 +1038,7 @@ impl Sim {
                 self.nodes.iter().map(|n| n.snapshots_taken).sum(),
                 self.nodes.iter().map(|n| n.snapshots_restored).sum(),
             ),
+            conf: self.changer.as_ref().map(|c| c.stats).unwrap_or_default(),
         }
     }
 
@@ -956,6 +1116,7 @@ pub fn sweep(scenario: &Scenario, default_seeds: u64) -> SimReport {
                     .unwrap_or_default();
                 let failure = SimFailure {
                     scenario: scenario.name,
+                    test_file: scenario.test_file,
                     seed,
                     reason: format!("panic: {what}"),
                     trace: Vec::new(),
@@ -973,6 +1134,7 @@ pub fn sweep(scenario: &Scenario, default_seeds: u64) -> SimReport {
         total.committed += report.committed;
         total.snapshots.0 += report.snapshots.0;
         total.snapshots.1 += report.snapshots.1;
+        total.conf.add(&report.conf);
     }
     eprintln!(
         "{}: {} seeds ({}..={}) passed in {:.1?}: {} ticks, {} ops answered, {} unknown, {} \
@@ -993,5 +1155,23 @@ pub fn sweep(scenario: &Scenario, default_seeds: u64) -> SimReport {
         total.snapshots.0,
         total.snapshots.1,
     );
+    if scenario.conf_change.is_some() {
+        let c = total.conf;
+        eprintln!(
+            "{}: configuration changes: {} accepted ({} joint, {} removing or demoting the \
+             leader), {} took effect, {} retried; {} nodes retired, {} disks wiped and re-added \
+             ({} under their old id), {} leadership transfers",
+            scenario.name,
+            c.accepted,
+            c.joint,
+            c.leader_out,
+            c.took_effect,
+            c.retried,
+            c.retired,
+            c.wiped,
+            c.same_id,
+            c.transfers
+        );
+    }
     total
 }

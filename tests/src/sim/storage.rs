@@ -102,8 +102,10 @@ impl Default for SimStorage {
 }
 
 impl SimStorage {
-    /// An empty disk for node `node` of a new cluster of `membership`, reporting to `registry`.
-    pub fn new(node: u64, membership: Membership, registry: SharedRegistry) -> Self {
+    /// An empty disk for node `node`, reporting to `registry`: of a new cluster of
+    /// `membership`, or with None of a node that joins an existing cluster (it learns the
+    /// configuration from the leader's log or snapshot).
+    pub fn new(node: u64, membership: Option<Membership>, registry: SharedRegistry) -> Self {
         Self {
             node,
             entries: Vec::new(),
@@ -113,7 +115,7 @@ impl SimStorage {
             snapshot_data: Vec::new(),
             incoming: None,
             hard_state: HardState::default(),
-            membership: Some(membership),
+            membership,
             registry: Some(registry),
             syncs: 0,
         }
