@@ -978,7 +978,7 @@ impl Sim {
     }
 
     /// The slots of the members of the leader's configuration, if it is settled (see
-    /// [`Sim::settle_configuration`]).
+    /// `Sim::settle_configuration`).
     pub fn settled_members(&self) -> Option<Vec<usize>> {
         let m = self.leader_node()?.membership();
         if m.is_joint() || self.changer.as_ref().is_some_and(|c| c.pending()) {
