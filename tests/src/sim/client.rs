@@ -1,7 +1,10 @@
 //! Simulated clients with the real client's semantics (`tinyraft_std::client::KvClient`).
 //!
 //! - A client numbers its writes (`seq`) and resends the *same* request, with the same `seq`,
-//!   until it gets an answer or gives up, so the store's session table applies it once.
+//!   until it gets an answer or gives up, so the store's session table applies it once. Each
+//!   attempt has its own nonce: the answer may come from any attempt, but a redirect or
+//!   "busy" counts only from the latest (a delayed or duplicated one from an earlier attempt
+//!   once made a client forget that the copy it had just sent was proposed).
 //! - It looks for the leader: a redirect naming a leader sends it there; one naming none sends
 //!   it to the next node after a pause; no answer within the attempt timeout also moves on.
 //!   "Next" is the next in its own round of the nodes, which redirects do not move: a node
@@ -103,6 +106,10 @@ struct InFlight {
     cmd: Cmd,
     write: bool,
     bytes: Vec<u8>,
+    /// The nonce of the operation's first attempt: replies to any attempt carry one at least
+    /// this large.
+    first_nonce: u64,
+    /// The nonce of the latest attempt (each send takes a new one).
     nonce: u64,
     call: u64,
     started: u64,
@@ -359,13 +366,13 @@ impl SimClient {
         let mut buf = vec![0u8; REQUEST_BYTES_MAX];
         let n = req.encode(&mut buf).expect("request fits");
         buf.truncate(n);
-        self.nonce += 1;
         *ctx.clock += 1;
         self.current = Some(InFlight {
             cmd,
             write,
             bytes: buf,
-            nonce: self.nonce,
+            first_nonce: self.nonce + 1,
+            nonce: 0,
             call: *ctx.clock,
             started: ctx.now,
             attempt_deadline: 0,
@@ -377,6 +384,8 @@ impl SimClient {
 
     fn send(&mut self, ctx: &mut ClientCtx<'_>) {
         let cur = self.current.as_mut().expect("in flight");
+        self.nonce += 1;
+        cur.nonce = self.nonce;
         cur.resend_at = None;
         cur.attempt_deadline = ctx.now + self.timeouts.attempt;
         let payload = Payload::Request {
@@ -393,9 +402,13 @@ impl SimClient {
         let Some(cur) = self.current.as_mut() else {
             return;
         };
-        if cur.nonce != nonce {
-            return; // an answer to an earlier operation, or a duplicate
+        if nonce < cur.first_nonce {
+            return; // an answer to an earlier operation
         }
+        // The operation's answer may come from any of its attempts; a redirect or "busy" from
+        // an earlier one (delayed, or a duplicate) says nothing about the copy just sent, and
+        // taking it for that copy's answer would forget that this copy may be proposed.
+        let latest = nonce == cur.nonce;
         match reply {
             Reply::Kv(response) => {
                 if let Response::Err(e) = *response {
@@ -408,6 +421,8 @@ impl SimClient {
                 }
                 self.finish(Done::Answer(response), ctx)
             }
+            Reply::Redirect { proposed, .. } if !latest => cur.maybe_proposed |= proposed,
+            Reply::Busy if !latest => {}
             Reply::Redirect { leader, proposed } => {
                 cur.maybe_proposed |= proposed;
                 match leader.and_then(|l| ctx.nodes.iter().position(|&n| n == l)) {

@@ -977,8 +977,8 @@ impl Sim {
         Ok(members)
     }
 
-    /// The slots of the members of the leader's configuration, if it is settled (see
-    /// `Sim::settle_configuration`).
+    /// The slots of the members of the leader's configuration, if it is settled: no change in
+    /// flight, not joint, every member running with the leader's configuration.
     pub fn settled_members(&self) -> Option<Vec<usize>> {
         let m = self.leader_node()?.membership();
         if m.is_joint() || self.changer.as_ref().is_some_and(|c| c.pending()) {
