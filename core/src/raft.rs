@@ -174,8 +174,9 @@ impl<S: Storage, const OUT: usize, const UNSTABLE: usize> Raft<S, OUT, UNSTABLE>
             leaving: false,
             timeout_now_pending: false,
             config_index: 0,
-            config_exact: true,
-            prev_config_index: Some(0),
+            // Zero bytes, like every field here (`start` sets both).
+            config_exact: false,
+            prev_config_index: None,
             cfg: Config::unset(),
         }
     }
