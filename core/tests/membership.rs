@@ -83,11 +83,7 @@ fn commit_after_removing_a_node() {
 /// once (no election timeout): a new leader exists before any tick.
 #[test]
 fn removed_leader_steps_down_and_hands_over() {
-    let mut net = Network::with_config(3, |c| {
-        c.pre_vote = true;
-        c.check_quorum = true;
-    });
-    let l = net.elect(100).unwrap();
+    let (mut net, l) = Network::guarded_three();
     net.propose(l, b"x");
     let term = net.node(l).term();
     net.conf_change(l, &[Remove(l)]);
@@ -487,11 +483,7 @@ fn a_non_voter_answers_vote_requests() {
 /// before handing over.)
 #[test]
 fn removed_leader_takes_no_proposals_and_hands_over_at_once() {
-    let mut net = Network::with_config(3, |c| {
-        c.pre_vote = true;
-        c.check_quorum = true;
-    });
-    let l = net.elect(100).unwrap();
+    let (mut net, l) = Network::guarded_three();
     net.propose(l, b"x");
     let term = net.node(l).term();
     net.node_mut(l).propose(b"in flight").unwrap();
@@ -519,11 +511,7 @@ fn removed_leader_takes_no_proposals_and_hands_over_at_once() {
 fn heir_campaigns_once_it_has_applied_the_removal() {
     use std::cell::RefCell;
     use std::rc::Rc;
-    let mut net = Network::with_config(3, |c| {
-        c.pre_vote = true;
-        c.check_quorum = true;
-    });
-    let l = net.elect(100).unwrap();
+    let (mut net, l) = Network::guarded_three();
     net.propose(l, b"x");
     let removal = net.node(l).last_index() + 1;
     // Hold back what tells the followers the removal is committed, and the TimeoutNow.

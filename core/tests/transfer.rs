@@ -5,15 +5,6 @@ use harness::*;
 
 use tinyraft::{ProposeErrorKind, Role, TransferError};
 
-fn cluster() -> (Network, u64) {
-    let mut net = Network::with_config(3, |c| {
-        c.pre_vote = true;
-        c.check_quorum = true;
-    });
-    let l = net.elect(100).expect("leader");
-    (net, l)
-}
-
 fn others(net: &Network, l: u64) -> Vec<u64> {
     net.ids().into_iter().filter(|&i| i != l).collect()
 }
@@ -23,7 +14,7 @@ fn others(net: &Network, l: u64) -> Vec<u64> {
 /// leases.
 #[test]
 fn transfer_to_an_up_to_date_follower() {
-    let (mut net, l) = cluster();
+    let (mut net, l) = Network::guarded_three();
     net.propose(l, b"x");
     let target = others(&net, l)[0];
     let term = net.node(l).term();
@@ -39,7 +30,7 @@ fn transfer_to_an_up_to_date_follower() {
 /// lost on the way.
 #[test]
 fn transfer_to_a_lagging_follower_catches_it_up_first() {
-    let (mut net, l) = cluster();
+    let (mut net, l) = Network::guarded_three();
     let target = others(&net, l)[0];
     net.isolate(target);
     for i in 0..20u8 {
@@ -68,7 +59,7 @@ fn transfer_to_a_lagging_follower_catches_it_up_first() {
 /// follower cannot transfer.
 #[test]
 fn transfer_to_self_non_member_or_from_a_follower() {
-    let (mut net, l) = cluster();
+    let (mut net, l) = Network::guarded_three();
     net.node_mut(l).transfer_leader(l).unwrap();
     assert_eq!(net.node(l).transfer_target(), None);
     assert_eq!(
@@ -90,7 +81,7 @@ fn transfer_to_self_non_member_or_from_a_follower() {
 /// timeout and accept proposals again.
 #[test]
 fn unreachable_target_times_out_and_proposals_resume() {
-    let (mut net, l) = cluster();
+    let (mut net, l) = Network::guarded_three();
     let target = others(&net, l)[0];
     net.isolate(target);
     net.node_mut(l).transfer_leader(target).unwrap();
@@ -121,7 +112,7 @@ fn unreachable_target_times_out_and_proposals_resume() {
 /// transfer to it.
 #[test]
 fn second_transfer_request() {
-    let (mut net, l) = cluster();
+    let (mut net, l) = Network::guarded_three();
     let o = others(&net, l);
     net.isolate(o[0]);
     net.node_mut(l).transfer_leader(o[0]).unwrap();

@@ -301,6 +301,17 @@ impl Network {
         i
     }
 
+    /// Three nodes with pre-vote and check-quorum on (as a production cluster runs), with a
+    /// leader elected; returns the network and the leader.
+    pub fn guarded_three() -> (Self, NodeId) {
+        let mut net = Self::with_config(3, |c| {
+            c.pre_vote = true;
+            c.check_quorum = true;
+        });
+        let l = net.elect(100).expect("leader");
+        (net, l)
+    }
+
     /// A network of the given nodes (ids must be 1..=n in order).
     pub fn from_nodes(nodes: Vec<TestNode>) -> Self {
         let configs = nodes.iter().map(|n| n.config().clone()).collect();
